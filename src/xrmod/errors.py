@@ -1,0 +1,83 @@
+"""The project's exception classes.
+
+Every error xrmod raises on purpose derives from :class:`XrmodError`. The
+families that describe bad *input* (a config, a FITS file, a modifier
+parameter) derive from :class:`InputError` and carry exit code 2, which the
+command line turns into a one-line message without a traceback. Each family
+also subclasses the builtin it refines, so ``except ValueError`` still works
+for callers who do not know xrmod.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EngineError",
+    "InputError",
+    "ModifierError",
+    "ResponseError",
+    "XrmodError",
+]
+
+
+class XrmodError(Exception):
+    """Base class of every error xrmod raises on purpose."""
+
+    #: Process exit code the command line uses for this error.
+    exit_code: int = 1
+
+
+class InputError(XrmodError, ValueError):
+    """Bad input found before any work starts (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """A configuration file is unreadable, has an unknown key, or a bad value.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, quoting the bad value.
+    path : str, optional
+        The configuration file (``"<default>"`` for the embedded one).
+    key : str, optional
+        Dotted key, e.g. ``"modifier.axes.mu"``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
+        self.path = path
+        self.key = key
+        where = ", ".join(p for p in (path, f"key '{key}'" if key else None) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ResponseError(InputError):
+    """An instrument response (ARF, RMF, PHA) is missing, corrupt or inconsistent.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    path : str, optional
+        The FITS file.
+    extension : str, optional
+        The FITS extension (HDU name) concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, extension: str | None = None):
+        self.path = str(path) if path is not None else None
+        self.extension = extension
+        where = ", ".join(
+            p for p in (self.path, f"extension {extension}" if extension else None) if p
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ModifierError(InputError):
+    """An unknown modifier family or a parameter it does not take."""
+
+
+class EngineError(XrmodError, RuntimeError):
+    """An engine cannot be prepared (missing model library, unusable model)."""
