@@ -1,0 +1,159 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from xrmod.grid import Grid
+from xrmod.library import (
+    EXTRAS,
+    FORMAT_NAME,
+    RESULT_COLUMNS,
+    LibraryWriter,
+    UnitResult,
+    create_library,
+    describe,
+    open_library,
+)
+from xrmod.status import Status
+
+
+def _grid(realizations=1):
+    # deliberately non-alphabetical axis order
+    return Grid(
+        axes=(
+            ("sigma", np.array([0.2, 0.5, 1.0])),
+            ("amp", np.array([-0.1, 0.1])),
+            ("mu", np.array([1.0, 2.0, 3.0, 4.0])),
+        ),
+        temperatures=np.array([1.0, 2.0, 4.0, 8.0, 16.0]),
+        realizations=realizations,
+    )
+
+
+def _create(path, grid):
+    create_library(
+        path,
+        grid,
+        family="gaussian",
+        units={"mu": "keV", "sigma": "keV", "amp": ""},
+        attrs={"engine": "native", "seed": 7, "config": "[library]\n"},
+    )
+
+
+def _unit_result(start, stop, fill):
+    n = stop - start
+    flat = np.arange(start, stop, dtype=np.float64)
+    return UnitResult(
+        start=start,
+        stop=stop,
+        results=np.stack([flat - 0.5, flat, flat + 0.5], axis=1),
+        results_modified=np.stack([flat, flat + 1, flat + 2], axis=1) * fill,
+        status=np.full(n, Status.OK, dtype=np.int8),
+        extras={name: flat + i for i, name in enumerate(EXTRAS)},
+    )
+
+
+def test_new_library_matches_schema(tmp_path):
+    path = tmp_path / "lib.h5"
+    grid = _grid()
+    _create(path, grid)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == FORMAT_NAME
+        assert f.attrs["seed"] == 7
+        assert list(f["PARAMS"].attrs["axes"]) == ["sigma", "amp", "mu"]
+        assert f["PARAMS"].attrs["family"] == "gaussian"
+        np.testing.assert_array_equal(f["PARAMS/mu"][()], [1, 2, 3, 4])
+        assert f["PARAMS/mu"].attrs["units"] == "keV"
+        np.testing.assert_array_equal(f["LIBRARY/temps"][()], grid.temperatures)
+        for name in ("results", "results_modified"):
+            ds = f["LIBRARY"][name]
+            assert ds.shape == (3, 2, 4, 5, 3)
+            assert ds.dtype == np.float64
+            assert list(ds.attrs["columns"]) == list(RESULT_COLUMNS)
+            assert ds.chunks == (1, 1, 1, 5, 3)  # one θ per chunk
+            assert np.isnan(ds[()]).all()  # not computed = NaN, never zero
+        status = f["LIBRARY/status"]
+        assert status.dtype == np.int8 and status.shape == (3, 2, 4, 5)
+        assert (status[()] == Status.NOT_COMPUTED).all()
+        codes = json.loads(status.attrs["codes"])
+        assert codes[str(int(Status.ARF_NEGATIVE))] == Status.ARF_NEGATIVE.description
+        for name in EXTRAS:
+            assert f["LIBRARY"][name].shape == (3, 2, 4, 5)
+
+
+def test_existing_file_is_not_overwritten(tmp_path):
+    path = tmp_path / "lib.h5"
+    _create(path, _grid())
+    with pytest.raises(FileExistsError):
+        _create(path, _grid())
+
+
+@pytest.mark.parametrize("realizations", [1, 3])
+def test_units_land_at_their_multi_index(tmp_path, realizations):
+    path = tmp_path / "lib.h5"
+    grid = _grid(realizations)
+    _create(path, grid)
+    per_theta = grid.size // grid.n_theta
+    with LibraryWriter(path, grid) as writer:
+        for k in range(grid.n_units(max_points=2)):  # partial θ chunks as well
+            u = grid.unit(k, max_points=2)
+            writer.write(_unit_result(u.start, u.stop, fill=2.0))
+    with h5py.File(path, "r") as f:
+        results = f["LIBRARY/results"][()]
+        modified = f["LIBRARY/results_modified"][()]
+        status = f["LIBRARY/status"][()]
+        norm = f["LIBRARY/norm"][()]
+    assert results.shape == (*grid.shape, 3)
+    # the value written for flat index i sits at np.unravel_index(i, shape)
+    expected = np.arange(grid.size, dtype=np.float64).reshape(grid.shape)
+    np.testing.assert_array_equal(results[..., 1], expected)
+    np.testing.assert_array_equal(results[..., 0], expected - 0.5)
+    np.testing.assert_array_equal(modified[..., 2], 2 * (expected + 2))
+    np.testing.assert_array_equal(norm, expected)
+    assert (status == Status.OK).all()
+    assert per_theta == realizations * 5
+
+
+def test_unit_result_checks_shapes():
+    with pytest.raises(ValueError, match="results_modified has shape"):
+        UnitResult(
+            0,
+            2,
+            np.zeros((2, 3)),
+            np.zeros((3, 3)),
+            np.zeros(2, np.int8),
+            {},
+        )
+
+
+def test_describe_and_xarray(tmp_path):
+    xr = pytest.importorskip("xarray")
+    path = tmp_path / "lib.h5"
+    grid = _grid()
+    _create(path, grid)
+    with LibraryWriter(path, grid) as writer:
+        u = grid.unit(0)
+        writer.write(_unit_result(u.start, u.stop, 1.0))
+    text = describe(path)
+    assert "axes (in order):" in text
+    assert text.index("sigma:") < text.index("amp:") < text.index("mu:")
+    assert "status   0:" in text and "status   1:" in text
+    ds = open_library(path)
+    assert isinstance(ds, xr.Dataset)
+    assert ds["results"].dims == ("sigma", "amp", "mu", "temps", "column")
+    assert float(ds["results"].sel(sigma=0.2, amp=-0.1, mu=1.0, temps=2.0, column="kT_fit")) == 1.0
+
+
+def test_describe_rejects_other_files(tmp_path):
+    from xrmod.errors import InputError
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = 1
+    with pytest.raises(InputError, match="not an xrmod library"):
+        describe(other)
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="not a readable HDF5 file"):
+        describe(garbage)

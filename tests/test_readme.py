@@ -1,0 +1,23 @@
+"""The README's two commands are what CI runs: keep them where .ci/run finds them."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _commands():
+    return [line[2:] for line in (ROOT / "README.md").read_text().splitlines() if line[:2] == "$ "]
+
+
+def test_readme_starts_with_run_and_test_commands():
+    run, test = _commands()[:2]
+    assert run.startswith("pip install .") and run.endswith("xrmod-gen")
+    assert "pip install" in test and "pytest" in test
+
+
+def test_ci_runs_the_readme_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "sed -n 's/^\\$ //p' README.md | sed -n 2p" in ci  # the test command
+    assert "sed -n 's/^\\$ //p' README.md | sed -n 1p" in ci  # the default job
+    assert "mpirun -n 2" in ci
+    assert "apt-get update" in ci
