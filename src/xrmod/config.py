@@ -78,8 +78,6 @@ _RANGE_KEYS = ("start", "stop", "num", "spacing")
 #: Largest number of values one grid axis may have (catches a mistyped ``num``).
 _MAX_AXIS_LENGTH = 1_000_000
 
-_ABSORPTION = ("tbabs", "phabs", "wabs")
-_EMISSION = ("bremss", "zbremss", "apec", "zapec")
 _ABUNDANCE_TABLES = ("angr", "aspl", "feld", "aneb", "grsa", "wilm", "lodd", "lgpp", "lgps")
 _CROSS_SECTIONS = ("bcmc", "obcm", "vern")
 
@@ -429,15 +427,14 @@ def _grid(item: _Item, *, spacing_default: str, gt: float | None = None) -> np.n
 
 
 def _model(item: _Item) -> str:
-    """A normalised ``ABS*EMIS`` model expression."""
-    text = "".join(_string(item).split()).lower()
-    parts = text.split("*")
-    if len(parts) != 2 or parts[0] not in _ABSORPTION or parts[1] not in _EMISSION:
-        raise item.error(
-            f"unsupported model {item.value!r}; supported: ABS*EMIS with ABS one of "
-            f"{', '.join(_ABSORPTION)} and EMIS one of {', '.join(_EMISSION)}"
-        )
-    return text
+    """A normalised ``ABS*EMIS`` model expression (the names are checked by xrmod.models)."""
+    from xrmod.models import parse_expression
+
+    try:
+        absorber, emission = parse_expression(_string(item))
+    except ConfigError as e:
+        raise item.error(e.message) from None
+    return f"{absorber}*{emission}"
 
 
 # --------------------------------------------------------------------------- structure

@@ -47,6 +47,7 @@ class ConfigError(InputError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
+        self.message = message
         self.path = path
         self.key = key
         where = ", ".join(p for p in (path, f"key '{key}'" if key else None) if p)
@@ -67,6 +68,7 @@ class ResponseError(InputError):
     """
 
     def __init__(self, message: str, *, path: str | None = None, extension: str | None = None):
+        self.message = message
         self.path = str(path) if path is not None else None
         self.extension = extension
         where = ", ".join(

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 def cstat(counts: np.ndarray, model: np.ndarray) -> float:
     """XSPEC's C-statistic: 2 Σ [m − D + D (ln D − ln m)], the log term 0 where D = 0."""
     positive = counts > 0
+    if np.any(model[positive] <= 0):
+        return np.inf  # counts where the model predicts none: impossible, not a warning
     log_term = np.zeros_like(model)
     log_term[positive] = counts[positive] * np.log(counts[positive] / model[positive])
     return float(2.0 * np.sum(model - counts + log_term))
