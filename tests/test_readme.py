@@ -21,3 +21,28 @@ def test_ci_runs_the_readme_commands():
     assert "sed -n 's/^\\$ //p' README.md | sed -n 1p" in ci  # the default job
     assert "mpirun -n 2" in ci
     assert "apt-get update" in ci
+
+
+def test_worked_example_is_a_valid_config(tmp_path):
+    import re
+
+    from xrmod.job import load_job
+
+    text = (ROOT / "README.md").read_text()
+    example = re.search(r"```toml\n(# edge.toml\n.*?)```", text, re.S).group(1)
+    path = tmp_path / "edge.toml"
+    path.write_text(example)
+    job = load_job(path)
+    assert job.grid.axis_names == ("energy", "depth", "width")
+    claimed = re.search(r"= (\d+) points", text).group(1)
+    assert job.grid.size == int(claimed)
+    assert job.config.fit.error_delta == 2.706
+
+
+def test_template_documents_every_family():
+    from xrmod.config import template_text
+    from xrmod.modifiers import families, get_family
+
+    template = template_text()
+    for name in families():
+        assert get_family(name).formula.split("= ", 1)[1] in template, name

@@ -7,13 +7,16 @@ HDF5, rank files) lives here too when it lands, and nowhere else.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
 from xrmod.engines import get_engine
+from xrmod.errors import InputError
 from xrmod.job import Job
 from xrmod.library import LibraryWriter, create_library
 from xrmod.status import Status
@@ -66,12 +69,24 @@ class _Progress:
             self._bar.close()
 
 
+def _check_output(path: Path, overwrite: bool) -> None:
+    """Refuse to clobber a library or to start work that cannot be written."""
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; use --overwrite to replace it")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise InputError(f"{path}: directory {directory} is not writable")
+
+
 def run(job: Job, *, overwrite: bool = False, progress: bool = True) -> int:
     """Compute every point of *job* and write the library; return the exit code.
 
     Points that fail are recorded with their status code; the run goes on and
     still exits 0 (the status dataset says which points failed).
     """
+    _check_output(job.output, overwrite)
     engine = get_engine(job.config.library.engine)
     engine.prepare(job)
     grid = job.grid
