@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from xrmod.config import Config, load_config
 from xrmod.errors import (
     ConfigError,
     EngineError,
@@ -18,6 +19,10 @@ from xrmod.errors import (
     ResponseError,
     XrmodError,
 )
+from xrmod.grid import Grid, WorkUnit
+from xrmod.library import open_library
+from xrmod.modifiers import families, get_family
+from xrmod.status import Status
 
 try:
     __version__ = version("xrmod")
@@ -25,11 +30,19 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = [
+    "Config",
     "ConfigError",
     "EngineError",
+    "Grid",
     "InputError",
     "ModifierError",
     "ResponseError",
+    "Status",
+    "WorkUnit",
     "XrmodError",
     "__version__",
+    "families",
+    "get_family",
+    "load_config",
+    "open_library",
 ]
