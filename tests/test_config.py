@@ -628,7 +628,17 @@ def test_direct_construction_copies_and_freezes_arrays():
 
 
 def test_import_does_no_work():
-    # Importing xrmod.config reads no file and leaves the modifier registry unloaded.
-    code = "import sys, xrmod.config; print('xrmod.modifiers' in sys.modules)"
+    # Importing xrmod.config reads no file: the embedded default is parsed only on demand.
+    code = (
+        "import pathlib\n"
+        "opened = []\n"
+        "real = pathlib.Path.read_text\n"
+        "def spy(self, *a, **k):\n"
+        "    opened.append(str(self))\n"
+        "    return real(self, *a, **k)\n"
+        "pathlib.Path.read_text = spy\n"
+        "import xrmod.config\n"
+        "print([p for p in opened if p.endswith('.toml')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
