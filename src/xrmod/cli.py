@@ -5,11 +5,21 @@ The command line is the only place that turns exceptions into exit codes:
 ====  ==============================================================
 code  meaning
 ====  ==============================================================
-0     success
+0     success (failed points, if any, are in the status dataset)
 1     unexpected internal error (``--debug`` shows the traceback)
-2     bad input: config, FITS file, modifier parameters (no work done)
+2     bad input: config, FITS file, modifier parameters, an existing
+      or unwritable output, ``--writer mpio`` without parallel h5py,
+      ``--resume`` of a library from another config (no work done)
 3     an engine cannot run (e.g. its model library is missing)
+4     the run stopped on a fatal error on some rank (a failed write,
+      an unexpected error outside the engine); every finished unit
+      is kept: ``--resume`` continues
+130   interrupted by SIGINT (Ctrl-C): finished units kept, ``--resume``
+143   interrupted by SIGTERM (e.g. a batch time limit): same
 ====  ==============================================================
+
+Under MPI (``mpirun -n N xrmod-gen``) every rank exits with the same code and
+only rank 0 prints the error message.
 """
 
 from __future__ import annotations
@@ -23,11 +33,23 @@ from pathlib import Path
 from xrmod import __version__
 from xrmod.errors import XrmodError
 
-__all__ = ["EXIT_INPUT", "EXIT_INTERNAL", "EXIT_OK", "gen_main", "main"]
+__all__ = [
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_RUN",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
+    "gen_main",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INPUT = 2
+EXIT_RUN = 4
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
 
 log = logging.getLogger("xrmod")
 
@@ -40,6 +62,13 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _rank() -> int:
+    """The MPI rank of this process (0 without MPI); never imports mpi4py."""
+    from xrmod.driver import world_rank
+
+    return world_rank()
+
+
 def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Call *func*, turning project errors into one line on stderr and an exit code."""
     _setup_logging(getattr(args, "verbose", False))
@@ -48,7 +77,8 @@ def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Na
     except XrmodError as exc:
         if args.debug:
             raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        if _rank() == 0:  # under MPI every rank raises the same error: print it once
+            print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -74,7 +104,8 @@ def _gen_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xrmod-gen",
         description="Build a calibration-modification library. Without CONFIG, runs the "
-        "embedded default job (bundled XMM-Newton EPIC-pn response, tbabs*zbremss).",
+        "embedded default job (bundled XMM-Newton EPIC-pn response, tbabs*zbremss). "
+        "'mpirun -n N xrmod-gen CONFIG' runs on N MPI ranks (needs mpi4py).",
     )
     parser.add_argument("config", nargs="?", help="TOML configuration file (see 'xrmod init')")
     parser.add_argument("-o", "--output", help="library file (overrides library.output)")
@@ -82,22 +113,42 @@ def _gen_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check", action="store_true", help="validate config and responses, then stop"
     )
-    parser.add_argument("--no-progress", action="store_true", help="log lines, no progress bar")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted library made from the same config: merge rank files "
+        "left behind, then compute only the points not yet computed",
+    )
+    parser.add_argument(
+        "--writer",
+        choices=("auto", "mpio", "merge"),
+        default="auto",
+        help="how ranks write the library: mpio (parallel HDF5, needs h5py built with MPI), "
+        "merge (rank files merged by rank 0 at the end); auto picks mpio when h5py has MPI",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: a log line every 5%% of the points (the default when "
+        "stderr is not a terminal)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _common_flags(parser)
     return parser
 
 
 def _gen(args: argparse.Namespace) -> int:
-    from xrmod.job import load_job
+    from xrmod.driver import generate
 
-    job = load_job(args.config, output=args.output)
-    log.info("%s", job.summary())
-    if args.check:
-        return EXIT_OK
-    from xrmod.driver import run
-
-    return run(job, overwrite=args.overwrite, progress=not args.no_progress)
+    return generate(
+        args.config,
+        output=args.output,
+        check=args.check,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        writer=args.writer,
+        progress=not args.no_progress,
+    )
 
 
 def gen_main(argv: Sequence[str] | None = None) -> int:

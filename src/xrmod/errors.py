@@ -16,6 +16,7 @@ __all__ = [
     "InputError",
     "ModifierError",
     "ResponseError",
+    "RunError",
     "XrmodError",
 ]
 
@@ -83,3 +84,19 @@ class ModifierError(InputError):
 
 class EngineError(XrmodError, RuntimeError):
     """An engine cannot be prepared (missing model library, unusable model)."""
+
+
+class RunError(XrmodError, RuntimeError):
+    """A run cannot go on: a fatal error on one rank, raised on every rank.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, naming the rank and host where it happened.
+    exit_code : int
+        Process exit code (that of the original error where it had one).
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 4):
+        super().__init__(message)
+        self.exit_code = exit_code

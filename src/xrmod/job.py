@@ -28,7 +28,7 @@ from xrmod.responses import (
     read_rmf,
 )
 
-__all__ = ["Job", "load_job"]
+__all__ = ["Job", "job_from_config", "load_job"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Job:
 
 
 def load_job(config_path: str | os.PathLike | None = None, *, output: str | None = None) -> Job:
-    """Load and check a configuration with everything it names.
+    """Load and check a configuration file with everything it names.
 
     Parameters
     ----------
@@ -108,10 +108,24 @@ def load_job(config_path: str | os.PathLike | None = None, *, output: str | None
     xrmod.errors.InputError
         Any problem with the config, the responses or the modifier (exit code 2).
     """
-    cfg = load_config(config_path)
+    return job_from_config(load_config(config_path), output=output)
+
+
+def job_from_config(
+    cfg: Config,
+    *,
+    output: str | os.PathLike | None = None,
+    arf: ARF | None = None,
+    rmf: RMF | None = None,
+) -> Job:
+    """Assemble a job from a parsed configuration, reading the responses it names.
+
+    Already-read responses may be passed in (tests and benchmarks reuse them);
+    they are checked against each other all the same.
+    """
     inst = cfg.instrument
-    arf = read_arf(inst.arf)
-    rmf = read_rmf(inst.rmf)
+    arf = arf if arf is not None else read_arf(inst.arf)
+    rmf = rmf if rmf is not None else read_rmf(inst.rmf)
     check_compatible(arf, rmf)
     background = None
     if inst.background is not None:
@@ -122,13 +136,12 @@ def load_job(config_path: str | os.PathLike | None = None, *, output: str | None
         temperatures=cfg.source.temperatures,
         realizations=cfg.library.realizations,
     )
-    family = get_family(cfg.modifier.family)
     return Job(
         config=cfg,
         arf=arf,
         rmf=rmf,
         background=background,
         grid=grid,
-        family=family,
+        family=get_family(cfg.modifier.family),
         output=Path(output) if output else Path(cfg.library.output),
     )

@@ -1,0 +1,791 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Fold, C-statistic and fit kernels of the native engine.
+
+Three layers, as in ``_modify.pyx`` (and scikit-learn's ``sklearn/_loss``):
+
+1. ``cdef inline ... noexcept nogil`` helpers: Hermite pieces, one evaluation
+   of the profiled statistic and its derivatives, the safeguarded minimiser
+   and root finder;
+2. ``def`` kernels over typed memoryviews with ``nogil`` loops and
+   caller-allocated outputs: :func:`fold` (its loop in ``_fold.h``, C for an
+   AVX2 clone), :func:`correction`, :func:`cstat`, and :class:`Tables` with
+   its ``profile`` and ``fit``;
+3. the Python wrapper, :class:`xrmod.engines.native.NativeEngine`, which
+   builds the tables, allocates and turns codes into :class:`xrmod.status.Status`.
+
+**Model.** For one fit the expected counts per band channel c, for a norm of
+1, are f_c(x), x = ln kT, given through tables of ln f_c: one or two
+:class:`Table` s whose values add up,
+
+    ln f_c(x) = H[y_c, d_c](x) (+ H[y'_c, d'_c](x)),
+
+where H is the piecewise cubic Hermite interpolant through values y_{j,c}
+and x-derivatives d_{j,c} at knots x_j (a knot may appear twice: a break,
+where the left and the right pieces end). Each table also carries the same
+interpolant of one scalar, ln F with F = Σ_c f_c. Outside its knots a table
+is extended linearly (value and slope of the end knot).
+
+**Statistic.** XSPEC's C-statistic (``cstat``, no background),
+C = 2 Σ_c [m_c − D_c + D_c ln(D_c / m_c)] with the log term 0 where D_c = 0,
+for m = n f and the norm profiled analytically (n = N / F, N = Σ_c D_c), is
+
+    C(x) = 2 [Σ_c D_c ln D_c − N ln N + N ln F(x) − L(x)],  L(x) = Σ_c D_c ln f_c(x).
+
+Because H is linear in its data, L is itself a Hermite interpolant, through
+the projections Σ_c D_c y_{j,c} and Σ_c D_c d_{j,c}: a fit computes these two
+dot products for each knot it visits (memoised), and every evaluation of C,
+C' and C'' afterwards costs O(1). The derivatives are analytic (envelope
+theorem: the norm sits at its optimum): C' = 2 [N (ln F)' − L'], C'' likewise.
+
+**Fit.** The minimum in x is found by a Newton iteration safeguarded by a
+bracket on the sign of C' (bisection when a step leaves it, is not convex or
+does not shrink fast enough), first in the smooth piece of the starting
+point, then in the pieces across the model's jumps for as long as they can
+hold a lower value; the bounds, where C = C_min + delta, by Newton steps on
+C − C_min − delta from the parabolic guess, kept inside a bracket, regula
+falsi (Illinois) as fallback: the crossing nearest the minimum when C jumps. A bound beyond the kT limit is NaN with status BOUND_AT_LIMIT; a
+search that does not converge is FIT_FAILED with NaN results. Status codes are
+those of ``xrmod.status.Status``.
+"""
+
+from libc.math cimport INFINITY, NAN, exp, fabs, isfinite, log, sqrt
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
+
+
+cdef extern from "_fold.h" nogil:
+    void xrmod_fold(Py_ssize_t nrow, Py_ssize_t ncol, const int32_t* indptr,
+                    const int32_t* indices, const double* data, const double* x,
+                    double* out)
+
+# Status codes written by the kernels: the values of xrmod.status.Status.
+cdef enum:
+    STATUS_OK = 1
+    STATUS_FIT_FAILED = -3
+    STATUS_BOUND_AT_LIMIT = -4
+
+#: Status codes the kernels return (the values of xrmod.status.Status).
+STATUS_CODES = {
+    "OK": STATUS_OK,
+    "FIT_FAILED": STATUS_FIT_FAILED,
+    "BOUND_AT_LIMIT": STATUS_BOUND_AT_LIMIT,
+}
+
+# Iteration cap of the minimiser and of each bound search.
+cdef int MAX_ITER = 200
+# Absolute tolerance in x = ln kT of the minimum and of the bounds.
+cdef double XTOL_DEFAULT = 1.0e-10
+#: Absolute tolerance in x = ln kT of the minimum and of the bounds.
+XTOL = XTOL_DEFAULT
+
+
+# ---------------------------------------------------------------- layer 1 ---
+
+cdef struct Table:
+    Py_ssize_t n          # knots
+    Py_ssize_t nch        # channels
+    const double* x       # (n,) non-decreasing knots
+    const double* y       # (n, nch) ln f at the knots
+    const double* d       # (n, nch) d ln f / dx at the knots
+    const double* sy      # (n,) ln F at the knots
+    const double* sd      # (n,) d ln F / dx at the knots
+    # memoised projections on the counts (per fit)
+    double* py            # (n,) sum_c D_c y[j, c]
+    double* pd            # (n,) sum_c D_c d[j, c]
+    unsigned char* done   # (n,)
+
+
+cdef struct Problem:
+    Table tables[2]
+    int n_tables
+    const double* jumps   # (n_jumps,) increasing x where the model jumps
+    Py_ssize_t n_jumps
+    double jump_offset    # a piece to the right of a jump starts this far above it
+    const double* counts  # (nch,)
+    double total          # N
+    double const_term     # sum D ln D - N ln N
+
+
+cdef struct Eval:
+    double value   # C(x)
+    double d1      # C'(x)
+    double d2      # C''(x)
+    double norm    # profiled norm N / F
+
+
+cdef inline double dot(const double* a, const double* b, Py_ssize_t n) noexcept nogil:
+    """sum a[i] b[i] with four accumulators (float64)."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+        i += 4
+    while i < n:
+        s0 += a[i] * b[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline void hermite(double t, double h, double y0, double y1, double d0,
+                         double d1, double* v) noexcept nogil:
+    """Cubic Hermite piece at t in [0, 1] of width h: value, first, second derivative."""
+    cdef double t2 = t * t, t3 = t2 * t
+    v[0] = ((2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * h * d0
+            + (-2.0 * t3 + 3.0 * t2) * y1 + (t3 - t2) * h * d1)
+    v[1] = ((6.0 * t2 - 6.0 * t) * (y0 - y1) / h + (3.0 * t2 - 4.0 * t + 1.0) * d0
+            + (3.0 * t2 - 2.0 * t) * d1)
+    v[2] = ((12.0 * t - 6.0) * (y0 - y1) / (h * h) + (6.0 * t - 4.0) * d0 / h
+            + (6.0 * t - 2.0) * d1 / h)
+
+
+cdef inline Py_ssize_t find_piece(const double* x, Py_ssize_t n, double v) noexcept nogil:
+    """The j with x[j] <= v < x[j + 1] (largest such j; clamped to [0, n - 2])."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, mid
+    if v < x[0]:
+        return 0
+    if v >= x[n - 1]:
+        return n - 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if x[mid] <= v:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline void project(Table* t, const double* counts, Py_ssize_t j) noexcept nogil:
+    if not t.done[j]:
+        t.py[j] = dot(t.y + j * t.nch, counts, t.nch)
+        t.pd[j] = dot(t.d + j * t.nch, counts, t.nch)
+        t.done[j] = 1
+
+
+cdef inline void table_eval(Table* t, const double* counts, double x,
+                            double* lnf, double* big_l) noexcept nogil:
+    """ln F and L = sum_c D_c ln f_c (value, 1st, 2nd derivative) of one table at x."""
+    cdef Py_ssize_t j, n = t.n
+    cdef double h
+    if n == 1:
+        project(t, counts, 0)
+        lnf[0] = t.sy[0]
+        lnf[1] = 0.0
+        lnf[2] = 0.0
+        big_l[0] = t.py[0]
+        big_l[1] = 0.0
+        big_l[2] = 0.0
+        return
+    if x < t.x[0] or x > t.x[n - 1]:
+        j = 0 if x < t.x[0] else n - 1
+        project(t, counts, j)
+        h = x - t.x[j]
+        lnf[0] = t.sy[j] + h * t.sd[j]
+        lnf[1] = t.sd[j]
+        lnf[2] = 0.0
+        big_l[0] = t.py[j] + h * t.pd[j]
+        big_l[1] = t.pd[j]
+        big_l[2] = 0.0
+        return
+    j = find_piece(t.x, n, x)
+    h = t.x[j + 1] - t.x[j]
+    if not h > 0.0:  # x on the last knot of a zero-width piece
+        j -= 1
+        h = t.x[j + 1] - t.x[j]
+    project(t, counts, j)
+    project(t, counts, j + 1)
+    hermite((x - t.x[j]) / h, h, t.sy[j], t.sy[j + 1], t.sd[j], t.sd[j + 1], lnf)
+    hermite((x - t.x[j]) / h, h, t.py[j], t.py[j + 1], t.pd[j], t.pd[j + 1], big_l)
+
+
+cdef inline Eval evaluate(Problem* p, double x) noexcept nogil:
+    """The profiled statistic at x: value, C', C'' and the norm."""
+    cdef Eval out
+    cdef double lnf[3]
+    cdef double big_l[3]
+    cdef double a[3]
+    cdef double b[3]
+    cdef int k, i
+    for i in range(3):
+        a[i] = 0.0
+        b[i] = 0.0
+    for k in range(p.n_tables):
+        table_eval(&p.tables[k], p.counts, x, lnf, big_l)
+        for i in range(3):
+            a[i] += lnf[i]
+            b[i] += big_l[i]
+    out.value = 2.0 * (p.const_term + p.total * a[0] - b[0])
+    out.d1 = 2.0 * (p.total * a[1] - b[1])
+    out.d2 = 2.0 * (p.total * a[2] - b[2])
+    out.norm = p.total * exp(-a[0])
+    if not isfinite(out.value):
+        out.value = INFINITY
+        out.d1 = NAN
+        out.d2 = NAN
+    return out
+
+
+cdef inline double clamp(double x, double lo, double hi) noexcept nogil:
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+cdef int minimise(Problem* p, double x0, double a, double b, double xtol,
+                  double* x_out, Eval* at_min) noexcept nogil:
+    """Minimise C over [a, b] from x0; returns STATUS_OK or STATUS_FIT_FAILED.
+
+    Keeps a bracket [lo, hi] with C' < 0 at lo and C' > 0 at hi (the ends
+    a and b count as bracket ends: a minimum there is a minimum at the
+    limit). Takes the Newton step -C'/C'' when C'' > 0, the step stays inside
+    the bracket and it is less than half the step before last (as Numerical
+    Recipes' ``rtsafe``); otherwise bisects the bracket. A non-finite C'
+    moves the point half-way back to the last finite one.
+    """
+    cdef double lo = a, hi = b, x = clamp(x0, a, b), xn, dx, dxold = b - a
+    cdef double last_good = NAN
+    cdef Eval e
+    cdef int it
+    for it in range(MAX_ITER):
+        e = evaluate(p, x)
+        if not isfinite(e.d1):
+            if isfinite(last_good):
+                xn = 0.5 * (x + last_good)
+            else:
+                xn = 0.5 * (lo + hi) if fabs(x - 0.5 * (lo + hi)) > xtol else 0.5 * (lo + x)
+            if x < xn:
+                lo = x
+            else:
+                hi = x
+            if fabs(xn - x) <= xtol:
+                return STATUS_FIT_FAILED
+            x = xn
+            continue
+        last_good = x
+        if e.d1 > 0.0:
+            hi = x
+        elif e.d1 < 0.0:
+            lo = x
+        else:
+            break
+        if hi - lo <= xtol:
+            break
+        xn = NAN
+        if e.d2 > 0.0:
+            xn = x - e.d1 / e.d2
+        if not (lo < xn < hi) or fabs(xn - x) > 0.5 * fabs(dxold):
+            xn = 0.5 * (lo + hi)
+        dx = xn - x
+        dxold = dx
+        x = xn
+        if fabs(dx) <= xtol:
+            break
+    else:
+        return STATUS_FIT_FAILED
+    # a bracket collapsed onto a limit is a minimum at the limit
+    if x - a <= xtol and lo == a:
+        x = a
+    elif b - x <= xtol and hi == b:
+        x = b
+    at_min[0] = evaluate(p, x)
+    if not isfinite(at_min[0].value):
+        return STATUS_FIT_FAILED
+    x_out[0] = x
+    return STATUS_OK
+
+
+cdef int find_bound(Problem* p, double xmin, Eval at_min, double delta,
+                    double limit, double xtol, double* x_out) noexcept nogil:
+    """Where C = C_min + delta between xmin and limit.
+
+    Returns STATUS_OK, STATUS_BOUND_AT_LIMIT (C(limit) < C_min + delta: no
+    bound inside the limits, x_out NaN, as the reference reports it) or
+    STATUS_FIT_FAILED. Newton steps on g = C - C_min - delta from the
+    parabolic guess, kept inside the bracket [xmin, limit]; regula falsi
+    with the Illinois modification otherwise (bisection while an end is
+    +inf).
+    """
+    cdef double sgn = 1.0 if limit > xmin else -1.0
+    cdef double target = at_min.value + delta
+    cdef double lo = xmin, hi = limit, glo = -delta, ghi, x, xn, g
+    cdef Eval e
+    cdef int it, side = 0
+    x_out[0] = NAN
+    e = evaluate(p, limit)
+    ghi = e.value - target
+    if not (ghi >= 0.0):
+        return STATUS_BOUND_AT_LIMIT
+    if at_min.d2 > 0.0 and isfinite(at_min.d2):
+        x = xmin + sgn * sqrt(2.0 * delta / at_min.d2)
+    else:
+        x = 0.5 * (lo + hi)
+    if not ((x - lo) * sgn > 0.0 and (hi - x) * sgn > 0.0):
+        x = 0.5 * (lo + hi)
+    for it in range(MAX_ITER):
+        e = evaluate(p, x)
+        g = e.value - target
+        if g == 0.0:
+            x_out[0] = x
+            return STATUS_OK
+        if g < 0.0:
+            lo = x
+            glo = g
+            if side == -1:
+                ghi *= 0.5
+            side = -1
+        else:
+            hi = x
+            ghi = g
+            if side == 1:
+                glo *= 0.5
+            side = 1
+        if fabs(hi - lo) <= xtol:
+            x_out[0] = lo if fabs(glo) < fabs(ghi) else hi
+            return STATUS_OK
+        xn = NAN
+        if isfinite(g) and isfinite(e.d1) and e.d1 != 0.0:
+            xn = x - g / e.d1
+        if not ((xn - lo) * sgn > 0.0 and (hi - xn) * sgn > 0.0):
+            if isfinite(ghi):
+                xn = lo - glo * (hi - lo) / (ghi - glo)
+            if not ((xn - lo) * sgn > 0.0 and (hi - xn) * sgn > 0.0):
+                xn = 0.5 * (lo + hi)
+        if fabs(xn - x) <= 0.1 * xtol:
+            x_out[0] = xn
+            return STATUS_OK
+        x = xn
+    return STATUS_FIT_FAILED
+
+
+# Offset of the left limit at a jump: the kernel evaluates a jump's own x on its right.
+cdef double JUMP_EPS = 1.0e-11
+
+
+cdef int minimise_pieces(Problem* p, double x_start, double x_lo, double x_hi,
+                         double* x_out, Eval* at_min) noexcept nogil:
+    """Minimise C over [x_lo, x_hi] when C jumps at p.jumps.
+
+    Newton-minimises the smooth piece that holds x_start, then the pieces
+    beyond each neighbouring jump for as long as they may hold a lower value
+    (C at the far side of the jump is lower than the best so far, or falls
+    away from the jump), and keeps the lowest minimum. A minimum at the left
+    limit of a jump sits JUMP_EPS below it.
+    """
+    cdef Py_ssize_t n = 0, k, k0 = 0, i
+    cdef double bounds[18]
+    cdef double xb, xc, a, b
+    cdef Eval e, cand
+    cdef int status
+    bounds[0] = x_lo
+    n = 1
+    for i in range(p.n_jumps):
+        if x_lo < p.jumps[i] < x_hi and n < 17:
+            bounds[n] = p.jumps[i]
+            n += 1
+    bounds[n] = x_hi
+    # pieces k = 0 .. n-1: [bounds[k], bounds[k+1]] (right end: left limit of a jump)
+    for k in range(n):
+        if x_start >= bounds[k]:
+            k0 = k
+    a = bounds[k0] + (p.jump_offset if k0 > 0 else 0.0)
+    b = bounds[k0 + 1] - (JUMP_EPS if k0 + 1 < n else 0.0)
+    status = minimise(p, x_start, a, b, XTOL_DEFAULT, x_out, at_min)
+    if status != STATUS_OK:
+        return status
+    # rightwards
+    k = k0
+    while k + 1 < n:
+        xb = bounds[k + 1]
+        if x_out[0] < xb - JUMP_EPS - XTOL_DEFAULT and k > k0:
+            break  # the last piece searched has its minimum inside: stop
+        a = xb + p.jump_offset
+        e = evaluate(p, a)
+        if not (e.value < at_min[0].value or e.d1 < 0.0):
+            break
+        b = bounds[k + 2] - (JUMP_EPS if k + 2 < n else 0.0)
+        if minimise(p, a, a, b, XTOL_DEFAULT, &xc, &cand) == STATUS_OK:
+            if cand.value < at_min[0].value:
+                at_min[0] = cand
+                x_out[0] = xc
+        k += 1
+        if not (xc >= b - XTOL_DEFAULT):
+            break
+    # leftwards
+    k = k0
+    while k > 0:
+        xb = bounds[k]
+        if x_out[0] > xb + XTOL_DEFAULT and k < k0:
+            break
+        e = evaluate(p, xb - JUMP_EPS)
+        if not (e.value < at_min[0].value or e.d1 > 0.0):
+            break
+        a = bounds[k - 1] + (p.jump_offset if k > 1 else 0.0)
+        b = xb - JUMP_EPS
+        if minimise(p, b, a, b, XTOL_DEFAULT, &xc, &cand) == STATUS_OK:
+            if cand.value < at_min[0].value:
+                at_min[0] = cand
+                x_out[0] = xc
+        k -= 1
+        if not (xc <= a + XTOL_DEFAULT):
+            break
+    return STATUS_OK
+
+
+cdef int fit_problem(Problem* p, double x_start, double x_lo, double x_hi,
+                     double delta, double* out) noexcept nogil:
+    """Minimum and both bounds; fills out[0:5] = kT_lo, kT, kT_hi, norm, C_min."""
+    cdef Eval at_min
+    cdef double xmin = NAN, xb_lo = NAN, xb_hi = NAN
+    cdef int status, s_lo, s_hi
+    cdef int i
+    for i in range(5):
+        out[i] = NAN
+    status = minimise_pieces(p, x_start, x_lo, x_hi, &xmin, &at_min)
+    if status != STATUS_OK:
+        return status
+    s_lo = find_bound(p, xmin, at_min, delta, x_lo, XTOL_DEFAULT, &xb_lo)
+    s_hi = find_bound(p, xmin, at_min, delta, x_hi, XTOL_DEFAULT, &xb_hi)
+    if s_lo == STATUS_FIT_FAILED or s_hi == STATUS_FIT_FAILED:
+        return STATUS_FIT_FAILED
+    if s_lo == STATUS_BOUND_AT_LIMIT or s_hi == STATUS_BOUND_AT_LIMIT:
+        status = STATUS_BOUND_AT_LIMIT
+    out[0] = exp(xb_lo)
+    out[1] = exp(xmin)
+    out[2] = exp(xb_hi)
+    out[3] = at_min.norm
+    out[4] = at_min.value if at_min.value > 0.0 else 0.0  # C >= 0; rounding can dip below
+    return status
+
+
+# ---------------------------------------------------------------- layer 2 ---
+
+def fold(
+    const int32_t[::1] indptr,  # IN (n_out + 1,) CSR row pointers of the fold matrix
+    const int32_t[::1] indices, # IN (nnz,) energy index of each non-zero
+    const double[::1] data,     # IN (nnz,) redistribution probabilities
+    const double[:, ::1] x,     # IN (n_energy, K) columns to fold, K a multiple of 4
+    double[:, ::1] out,         # OUT (n_out, K)
+):
+    """Sparse × dense product: out[c, k] = sum_j data[j] * x[indices[j], k] over row c.
+
+    The sum runs over each row's non-zeros in stored order, one accumulator
+    per column, exactly as SciPy's CSR matrix-vector product does, so a
+    column equals ``matrix @ x[:, k]`` bit for bit. The loop is
+    ``xrmod_fold`` in ``_fold.h`` (blocks of 16 columns, an AVX2 clone);
+    a multiple of 8 columns runs fastest. Every index must lie in
+    [0, n_energy): the caller checks the matrix once (this is per θ).
+    """
+    cdef Py_ssize_t nrow = out.shape[0], ncol = out.shape[1], i
+    if x.shape[1] != ncol or indptr.shape[0] != nrow + 1:
+        raise ValueError(
+            f"fold: x has {x.shape[1]} columns and indptr {indptr.shape[0]} entries for "
+            f"out of shape ({nrow}, {ncol})"
+        )
+    if ncol % 4:
+        raise ValueError(f"fold: the number of columns must be a multiple of 4, not {ncol}")
+    if ncol == 0 or nrow == 0:
+        return
+    if indptr[0] != 0 or indptr[nrow] > indices.shape[0] or indices.shape[0] != data.shape[0]:
+        raise ValueError("fold: indptr, indices and data disagree")
+    for i in range(nrow):
+        if indptr[i + 1] < indptr[i]:
+            raise ValueError("fold: indptr must be non-decreasing")
+    with nogil:
+        xrmod_fold(nrow, ncol, &indptr[0], &indices[0] if indices.shape[0] else NULL,
+                   &data[0] if data.shape[0] else NULL, &x[0, 0], &out[0, 0])
+
+
+def correction(
+    const double[::1] knots,        # IN (n,) base table knots
+    const double[:, ::1] values,    # IN (n, nch) base ln f
+    const double[:, ::1] slopes,    # IN (n, nch) base d ln f / dx
+    const double[::1] svalues,      # IN (n,) base ln F
+    const double[::1] sslopes,      # IN (n,) base d ln F / dx
+    const double[::1] x,            # IN (m,) correction knots
+    const unsigned char[::1] left,  # IN (m,) 1: evaluate the base from the left
+    const double[:, ::1] folded,    # IN (k, nch) exact expected counts (modified ARF)
+    const int64_t[::1] column,      # IN (m,) row of folded for each knot
+    const double[:, ::1] operator,  # IN (m, m) knot values -> knot slopes (block diagonal)
+    double[:, ::1] out_values,      # OUT (m, nch) ln(f'_c / f_c)
+    double[:, ::1] out_slopes,      # OUT (m, nch) its x-derivative
+    double[::1] out_svalues,        # OUT (m,) ln(F' / F)
+    double[::1] out_sslopes,        # OUT (m,) its x-derivative
+    double[:, ::1] work,            # WORK (m, nch)
+    double floor,                   # IN smallest expected count before the log
+):
+    """The per-θ correction table: log-ratios of exact modified folds to the base table.
+
+    out_values[i, c] = ln max(f'_c, floor) − ln f_c(x_i), with f the base
+    table (Hermite, from the left where ``left[i]``); out_slopes = operator @
+    out_values (the spline slopes); the scalar slope is chosen consistent with
+    the channels: d ln F'/dx = Σ_c (f'_c / F') d ln f'_c/dx at every knot.
+    """
+    cdef Py_ssize_t n = knots.shape[0], nch = values.shape[1], m = x.shape[0]
+    cdef Py_ssize_t i, j, c, k, col
+    cdef double h, t, w0, w1, w2, w3, d0, d1, d2, d3, fsum, s, f, bs, bsd, acc
+    cdef double hv[3]
+    if (slopes.shape[0] != n or slopes.shape[1] != nch or values.shape[0] != n
+            or svalues.shape[0] != n or sslopes.shape[0] != n):
+        raise ValueError("base table arrays disagree")
+    if (left.shape[0] != m or column.shape[0] != m or operator.shape[0] != m
+            or operator.shape[1] != m or out_values.shape[0] != m or out_slopes.shape[0] != m
+            or out_svalues.shape[0] != m or out_sslopes.shape[0] != m or work.shape[0] != m
+            or folded.shape[1] != nch or out_values.shape[1] != nch
+            or out_slopes.shape[1] != nch or work.shape[1] != nch):
+        raise ValueError("correction arrays disagree")
+    for i in range(m):
+        if not 0 <= column[i] < folded.shape[0]:
+            raise ValueError(f"column {column[i]} out of range")
+    if n < 2:
+        raise ValueError("the base table needs two knots")
+    with nogil:
+        for i in range(m):
+            # base piece at x[i] (the kernel's rule; the left piece at a break if asked)
+            j = find_piece(&knots[0], n, x[i])
+            if left[i]:
+                while j > 0 and knots[j] >= x[i]:
+                    j -= 1
+            if not knots[j + 1] > knots[j]:
+                j -= 1
+            h = knots[j + 1] - knots[j]
+            t = (x[i] - knots[j]) / h
+            w0 = (2.0 * t - 3.0) * t * t + 1.0
+            w1 = ((t - 2.0) * t + 1.0) * t * h
+            w2 = (3.0 - 2.0 * t) * t * t
+            w3 = (t - 1.0) * t * t * h
+            d0 = (6.0 * t - 6.0) * t / h
+            d1 = (3.0 * t - 4.0) * t + 1.0
+            d2 = (6.0 - 6.0 * t) * t / h
+            d3 = (3.0 * t - 2.0) * t
+            bs = w0 * svalues[j] + w1 * sslopes[j] + w2 * svalues[j + 1] + w3 * sslopes[j + 1]
+            bsd = d0 * svalues[j] + d1 * sslopes[j] + d2 * svalues[j + 1] + d3 * sslopes[j + 1]
+            col = column[i]
+            fsum = 0.0
+            for c in range(nch):
+                fsum += folded[col, c]
+            if not fsum > floor:
+                fsum = floor
+            out_svalues[i] = log(fsum) - bs
+            out_sslopes[i] = -bsd  # completed below
+            for c in range(nch):
+                f = folded[col, c]
+                if not f > floor:
+                    f = floor
+                out_values[i, c] = log(f) - (w0 * values[j, c] + w1 * slopes[j, c]
+                                             + w2 * values[j + 1, c] + w3 * slopes[j + 1, c])
+                work[i, c] = (d0 * values[j, c] + d1 * slopes[j, c]
+                              + d2 * values[j + 1, c] + d3 * slopes[j + 1, c])
+        for i in range(m):
+            for c in range(nch):
+                out_slopes[i, c] = 0.0
+            for k in range(m):
+                s = operator[i, k]
+                if s != 0.0:
+                    for c in range(nch):
+                        out_slopes[i, c] += s * out_values[k, c]
+            col = column[i]
+            fsum = 0.0
+            acc = 0.0
+            for c in range(nch):
+                f = folded[col, c]
+                fsum += f
+                acc += f * (work[i, c] + out_slopes[i, c])
+            if fsum > 0.0:
+                out_sslopes[i] += acc / fsum
+
+
+def cstat(
+    const double[::1] counts,   # IN (n,) D >= 0
+    const double[::1] model,    # IN (n,) m
+):
+    """XSPEC's C-statistic 2 Σ [m − D + D ln(D/m)]: log term 0 where D = 0, +inf where m ≤ 0 < D."""
+    cdef Py_ssize_t n = counts.shape[0], c
+    cdef double s = 0.0, d, m
+    if model.shape[0] != n:
+        raise ValueError(f"counts and model differ in length: {n} and {model.shape[0]}")
+    with nogil:
+        for c in range(n):
+            d = counts[c]
+            m = model[c]
+            if d > 0.0:
+                if not m > 0.0:
+                    s = INFINITY
+                    break
+                s += m - d + d * log(d / m)
+            else:
+                s += m - d
+    return 2.0 * s
+
+
+cdef class Tables:
+    """The tables of one fit model: a base table plus an optional correction.
+
+    Parameters
+    ----------
+    knots, values, slopes, scalar_values, scalar_slopes
+        Of the base table: (n,) knots in x, (n, nch) ln f_c and d ln f_c / dx,
+        (n,) ln F and d ln F / dx.
+    correction : tuple or None
+        The same five arrays for a correction table whose ln f adds to the
+        base one (the per-θ modified-ARF ratio), or None.
+    jumps : array_like or None
+        Increasing x where the model jumps (a piece boundary of the tables):
+        the minimiser searches each smooth piece separately.
+    jump_offset : float
+        A minimum at the right limit of a jump is reported this far above it
+        (where the model function itself is on the right side).
+
+    The arrays are referenced, not copied: keep them alive and unchanged.
+    """
+
+    cdef Problem p
+    cdef object _keep
+    cdef double* _memo
+    cdef Py_ssize_t nch
+    cdef const double[::1] _jumps
+
+    def __cinit__(self):
+        self._memo = NULL
+
+    def __init__(self, knots, values, slopes, scalar_values, scalar_slopes, correction=None,
+                 jumps=None, double jump_offset=0.0):
+        import numpy as np
+
+        parts = [(knots, values, slopes, scalar_values, scalar_slopes)]
+        self._jumps = np.ascontiguousarray(
+            np.sort(np.asarray([] if jumps is None else jumps, dtype=np.float64))
+        )
+        if self._jumps.shape[0] > 16:
+            raise ValueError(f"at most 16 jumps, got {self._jumps.shape[0]}")
+        self.p.n_jumps = self._jumps.shape[0]
+        self.p.jump_offset = jump_offset
+        self.p.jumps = &self._jumps[0] if self.p.n_jumps > 0 else NULL
+        if correction is not None:
+            parts.append(tuple(correction))
+        self._keep = []
+        cdef Py_ssize_t total = 0, nch = -1, k, n
+        cdef const double[::1] kx
+        cdef const double[:, ::1] ky
+        cdef const double[:, ::1] kd
+        cdef const double[::1] sy
+        cdef const double[::1] sd
+        for part in parts:
+            kx, ky, kd, sy, sd = part
+            n = kx.shape[0]
+            if n < 1:
+                raise ValueError("a table needs at least one knot")
+            if ky.shape[0] != n or kd.shape[0] != n or sy.shape[0] != n or sd.shape[0] != n:
+                raise ValueError(f"table arrays disagree with its {n} knots")
+            if nch < 0:
+                nch = ky.shape[1]
+            if ky.shape[1] != nch or kd.shape[1] != nch:
+                raise ValueError(f"table values need {nch} channels, got {ky.shape[1]}")
+            for k in range(n - 1):
+                if not kx[k] <= kx[k + 1]:
+                    raise ValueError("table knots must be non-decreasing")
+            total += n
+            self._keep.append((kx, ky, kd, sy, sd))
+        self.nch = nch
+        self._memo = <double*> malloc(total * (2 * sizeof(double) + 1))
+        if self._memo == NULL:
+            raise MemoryError()
+        cdef double* memo = self._memo
+        cdef unsigned char* flags = <unsigned char*> (self._memo + 2 * total)
+        self.p.n_tables = len(parts)
+        for k, part in enumerate(self._keep):
+            kx, ky, kd, sy, sd = part
+            n = kx.shape[0]
+            self.p.tables[k].n = n
+            self.p.tables[k].nch = nch
+            self.p.tables[k].x = &kx[0]
+            self.p.tables[k].y = &ky[0, 0]
+            self.p.tables[k].d = &kd[0, 0]
+            self.p.tables[k].sy = &sy[0]
+            self.p.tables[k].sd = &sd[0]
+            self.p.tables[k].py = memo
+            self.p.tables[k].pd = memo + n
+            self.p.tables[k].done = flags
+            memo += 2 * n
+            flags += n
+
+    def __dealloc__(self):
+        if self._memo != NULL:
+            free(self._memo)
+
+    cdef void _reset(self, const double* counts, Py_ssize_t nch) noexcept nogil:
+        cdef Py_ssize_t c, j
+        cdef int k
+        cdef double total = 0.0, dlogd = 0.0, d
+        for c in range(nch):
+            d = counts[c]
+            if d > 0.0:
+                total += d
+                dlogd += d * log(d)
+        self.p.counts = counts
+        self.p.total = total
+        self.p.const_term = dlogd - total * log(total) if total > 0.0 else 0.0
+        for k in range(self.p.n_tables):
+            for j in range(self.p.tables[k].n):
+                self.p.tables[k].done[j] = 0
+
+    def profile(
+        self,
+        const double[::1] counts,   # IN (nch,) D >= 0
+        const double[::1] x,        # IN (m,) where to evaluate
+        double[:, ::1] out,         # OUT (m, 4) C, C', C'', norm
+    ):
+        """The profiled C-statistic, its first two x-derivatives and the norm at each x."""
+        cdef Eval e
+        cdef Py_ssize_t i
+        self._check_counts(counts)
+        if out.shape[0] != x.shape[0] or out.shape[1] != 4:
+            raise ValueError(f"out must have shape ({x.shape[0]}, 4)")
+        with nogil:
+            self._reset(&counts[0], counts.shape[0])
+            for i in range(x.shape[0]):
+                e = evaluate(&self.p, x[i])
+                out[i, 0] = e.value
+                out[i, 1] = e.d1
+                out[i, 2] = e.d2
+                out[i, 3] = e.norm
+
+    def fit(
+        self,
+        const double[::1] counts,   # IN (nch,) D >= 0, sum > 0
+        double x_start,             # IN first guess of x = ln kT
+        double x_lo,                # IN lower fit limit of x
+        double x_hi,                # IN upper fit limit of x
+        double delta,               # IN Δstat of the bounds
+        double[::1] out,            # OUT (5,) kT_lo, kT, kT_hi, norm, C_min
+    ):
+        """Fit kT and norm; the bounds where the profiled C rises by delta.
+
+        Returns a status code: OK, BOUND_AT_LIMIT (a bound is NaN: the
+        statistic stays below C_min + delta up to the kT limit) or
+        FIT_FAILED (every output NaN). kT values are exp(x).
+        """
+        cdef int status, i
+        self._check_counts(counts)
+        if out.shape[0] < 5:
+            raise ValueError("out needs 5 elements")
+        if not (x_lo < x_hi):
+            raise ValueError(f"x_lo < x_hi is required, got [{x_lo}, {x_hi}]")
+        if not delta > 0.0:
+            raise ValueError(f"delta must be > 0, not {delta}")
+        with nogil:
+            self._reset(&counts[0], counts.shape[0])
+            if self.p.total > 0.0:
+                status = fit_problem(&self.p, x_start, x_lo, x_hi, delta, &out[0])
+            else:
+                for i in range(5):
+                    out[i] = NAN
+                status = STATUS_FIT_FAILED
+        return status
+
+    cdef _check_counts(self, const double[::1] counts):
+        if counts.shape[0] != self.nch:
+            raise ValueError(f"counts have {counts.shape[0]} channels, the tables {self.nch}")

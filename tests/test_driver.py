@@ -1,0 +1,425 @@
+"""The driver on one process: writers, failure isolation, resume checks, rank files.
+
+Multi-rank runs launched with mpirun are in test_resume.py; tests that run
+inside an MPI job are in test_mpi_driver.py.
+"""
+
+import logging
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from fake_engine import assert_same_library, expected_point, read_library, use_fake_engine
+from mpirun_helpers import FAKE_CONFIG, WRITERS, error_lines, gen, needs_mpirun
+
+from xrmod import driver
+from xrmod.errors import InputError, RunError
+from xrmod.grid import Grid
+from xrmod.job import load_job
+from xrmod.library import EXTRAS, UnitResult, count_status, create_library, pending_units
+from xrmod.merge import (
+    RankFileWriter,
+    find_rank_files,
+    merge_rank_files,
+    rank_file_path,
+    rank_log_path,
+)
+from xrmod.status import Status
+
+CONFIG = """\
+[library]
+output = "{out}"
+noise = "asimov"
+seed = {seed}
+[source]
+temperatures = [2.0, 5.0, 7.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+amp = [0.0, 0.1, 0.2, 0.3]
+mu = [1.5, 2.5]
+sigma = [0.5, 1.0]
+"""
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    from xrmod.engines import ENGINES
+
+    monkeypatch.setitem(ENGINES, "native", ENGINES["native"])
+    use_fake_engine()
+    for name in ("XRMOD_FAKE_RAISE", "XRMOD_FAKE_SLEEP", "XRMOD_FAKE_BREAK_WRITER"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _job(tmp_path, name="lib.h5", seed=7):
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(CONFIG.format(out=tmp_path / name, seed=seed))
+    return load_job(cfg)
+
+
+def _expected(job):
+    grid = job.grid
+    out = np.empty((grid.size, 3))
+    for flat in range(grid.size):
+        out[flat] = expected_point(job.config.library.seed, flat, grid.temperatures[flat % 3])
+    theta = np.arange(grid.size) // grid.points_per_theta
+    out[theta % 5 == 4] = np.nan
+    return out.reshape(*grid.shape, 3)
+
+
+def test_direct_writer_stores_every_point(fake, tmp_path):
+    job = _job(tmp_path)
+    assert driver.run(job, progress=False) == 0
+    data = read_library(job.output)
+    np.testing.assert_array_equal(data["results"], _expected(job))
+    status = data["status"].reshape(job.grid.n_theta, -1)
+    assert (status[4] == Status.FIT_FAILED).all() and (status[:4] == Status.OK).all()
+    with h5py.File(job.output) as f:
+        assert f.attrs["writer"] == "direct" and f.attrs["n_ranks"] == 1
+        assert "end_time" in f.attrs
+    assert not find_rank_files(job.output)
+    assert not rank_log_path(job.output, 0).exists()  # nothing went wrong: no log
+
+
+def test_merge_writer_on_one_process_is_identical(fake, tmp_path):
+    a, b = _job(tmp_path, "a.h5"), _job(tmp_path, "b.h5")
+    assert driver.run(a, progress=False) == 0
+    assert driver.run(b, progress=False, writer="merge") == 0
+    assert_same_library(a.output, b.output)
+    assert not find_rank_files(b.output)  # merged, then removed
+    with h5py.File(b.output) as f:
+        assert f.attrs["writer"] == "merge"
+
+
+@pytest.mark.skipif(h5py.get_config().mpi, reason="h5py has MPI here")
+def test_mpio_writer_without_parallel_h5py_is_an_input_error(fake, tmp_path):
+    job = _job(tmp_path)
+    with pytest.raises(InputError, match=r"--writer mpio needs h5py built with MPI"):
+        driver.run(job, writer="mpio")
+    assert not job.output.exists()
+
+
+def test_engine_exception_fails_its_unit_only(fake, tmp_path, caplog):
+    fake.setenv("XRMOD_FAKE_RAISE", "2,5")
+    job = _job(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="xrmod"):
+        assert driver.run(job, progress=False) == 0
+    data = read_library(job.output)
+    status = data["status"].reshape(job.grid.n_theta, -1)
+    results = data["results"].reshape(job.grid.n_theta, -1, 3)
+    assert (status[[2, 5]] == Status.ERROR).all()
+    assert np.isnan(results[[2, 5]]).all()
+    assert (status[[0, 1, 3, 6, 7, 15]] == Status.OK).all()
+    text = rank_log_path(job.output, 0).read_text()
+    assert "unit 2 (θ 2, points 6..8) failed on rank 0" in text
+    assert "Traceback" in text and "RuntimeError: injected failure in θ 5" in text
+    assert "rank logs:" in caplog.text and "status -10" in caplog.text
+
+
+def test_a_failed_write_is_fatal_and_keeps_finished_units(fake, tmp_path):
+    fake.setenv("XRMOD_FAKE_BREAK_WRITER", "3")
+    job = _job(tmp_path)
+    with pytest.raises(RunError, match=r"KeyError.*bogus.*continue with --resume") as info:
+        driver.run(job, progress=False)
+    assert info.value.exit_code == 4
+    status = read_library(job.output)["status"].reshape(job.grid.n_theta, -1)
+    assert (status[:3] != 0).all() and (status[3:] == 0).all()
+    assert "fatal error" in rank_log_path(job.output, 0).read_text()
+
+
+def test_existing_library_needs_resume_or_overwrite(fake, tmp_path):
+    job = _job(tmp_path)
+    assert driver.run(job, progress=False) == 0
+    with pytest.raises(InputError, match="use --resume to continue it, or --overwrite"):
+        driver.run(job, progress=False)
+    with pytest.raises(InputError, match="exclude each other"):
+        driver.run(job, resume=True, overwrite=True)
+    assert driver.run(job, progress=False, overwrite=True) == 0
+
+
+def test_resume_refuses_a_library_of_another_config(fake, tmp_path):
+    job = _job(tmp_path, seed=1)
+    assert driver.run(job, progress=False) == 0
+    other = _job(tmp_path, seed=2)  # same output, different config text
+    with pytest.raises(InputError, match=r"different configuration.*refusing to resume"):
+        driver.run(other, resume=True)
+
+
+def test_resume_computes_only_missing_points(fake, tmp_path):
+    ref, job = _job(tmp_path, "ref.h5"), _job(tmp_path, "lib.h5")
+    assert driver.run(ref, progress=False) == 0
+    fake.setenv("XRMOD_FAKE_BREAK_WRITER", "5")
+    with pytest.raises(RunError):
+        driver.run(job, progress=False)
+    fake.delenv("XRMOD_FAKE_BREAK_WRITER")
+    assert pending_units(job.output, job.grid).tolist() == list(range(5, 16))
+    fake.setenv("XRMOD_FAKE_MARKS", str(tmp_path))
+    assert driver.run(job, progress=False, resume=True) == 0
+    done = sorted(int(p.suffix[1:]) for p in tmp_path.glob("unit.*"))
+    assert done == list(range(5, 16))
+    assert_same_library(ref.output, job.output)
+    with h5py.File(job.output) as f:
+        assert f.attrs["resumed"] == 1 and "end_time" in f.attrs
+
+
+def test_resume_of_a_complete_library_does_nothing(fake, tmp_path, caplog):
+    job = _job(tmp_path)
+    assert driver.run(job, progress=False) == 0
+    with caplog.at_level(logging.INFO, logger="xrmod"):
+        assert driver.run(job, progress=False, resume=True) == 0
+    assert "nothing to do" in caplog.text
+
+
+def test_resume_without_a_library_starts_one(fake, tmp_path):
+    job = _job(tmp_path)
+    assert driver.run(job, progress=False, resume=True) == 0
+    assert count_status(job.output, job.grid).get(0, 0) == 0
+
+
+def test_progress_log_lines(fake, tmp_path, caplog):
+    job = _job(tmp_path)
+    with caplog.at_level(logging.INFO, logger="xrmod"):
+        assert driver.run(job, progress=True) == 0  # stderr is not a terminal: log lines
+    lines = [r.getMessage() for r in caplog.records if "points/s, ETA" in r.getMessage()]
+    assert lines[-1].startswith("48/48 points (100%)")
+    assert 10 <= len(lines) <= 16  # about every 5 %; a unit is 6.25 % of the points here
+    assert "9 failed" in lines[-1]
+
+
+def test_serial_without_a_launcher(monkeypatch):
+    for name in driver._LAUNCH_MARKERS:
+        monkeypatch.delenv(name, raising=False)
+    comm = driver._world()
+    assert (comm.rank, comm.size) == (0, 1)
+    assert driver.world_rank() == 0
+
+
+def test_launched_on_several_ranks_without_mpi4py(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
+    with pytest.raises(InputError, match=r"mpi4py is not installed"):
+        driver._world()
+    assert driver.world_rank() == 1
+
+
+# --------------------------------------------------------------------------- rank files
+def _grid():
+    return Grid(axes=[("a", [1.0, 2.0, 3.0]), ("b", [0.1, 0.2])], temperatures=[1.0, 2.0])
+
+
+def _unit(grid, theta, value):
+    p = grid.points_per_theta
+    start = theta * p
+    res = np.full((p, 3), float(value)) + np.arange(p)[:, None]
+    extras = {name: np.full(p, value + k) for k, name in enumerate(EXTRAS)}
+    return UnitResult(start, start + p, res, -res, np.full(p, 1, np.int8), extras)
+
+
+def _library(path, grid, text="cfg"):
+    create_library(path, grid, family="f", units={}, attrs={"config": text})
+
+
+def test_rank_files_merge_to_their_theta(tmp_path):
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    with RankFileWriter(rank_file_path(out, 0), grid, config_text="cfg", rank=0) as w:
+        for theta in (0, 2, 5):
+            w.write(_unit(grid, theta, 10 * theta))
+    with RankFileWriter(rank_file_path(out, 1), grid, config_text="cfg", rank=1) as w:
+        w.write(_unit(grid, 3, 30))
+    assert find_rank_files(out) == [rank_file_path(out, 0), rank_file_path(out, 1)]
+    report = merge_rank_files(out, find_rank_files(out), grid, config_text="cfg", block_bytes=1)
+    assert (report.units, report.damaged) == (4, 0)
+    data = read_library(out)
+    status = data["status"].reshape(6, 2)
+    assert status[:, 0].tolist() == [1, 0, 1, 1, 0, 1]
+    results = data["results"].reshape(6, 2, 3)
+    np.testing.assert_array_equal(results[5], _unit(grid, 5, 50).results)
+    assert np.isnan(results[1]).all() and np.isnan(results[4]).all()
+    np.testing.assert_array_equal(data["results_modified"].reshape(6, 2, 3)[3], -results[3])
+    np.testing.assert_array_equal(data["counts"].reshape(6, 2)[2], [24.0, 24.0])
+
+
+def test_a_damaged_row_is_dropped_not_merged(tmp_path, caplog):
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    path = rank_file_path(out, 0)
+    with RankFileWriter(path, grid, config_text="cfg", rank=0) as w:
+        for theta in range(grid.n_theta):
+            w.write(_unit(grid, theta, theta))
+    with h5py.File(path, "r+") as f:  # as if the process died while writing row 4
+        f["results"][4, 0, 0] = 99.0
+    report = merge_rank_files(out, [path], grid, config_text="cfg")
+    assert (report.units, report.damaged) == (5, 1)
+    assert "damaged" in caplog.text
+    assert pending_units(out, grid).tolist() == [4]
+
+
+def test_rank_files_of_another_config_are_refused(tmp_path):
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    with RankFileWriter(rank_file_path(out, 0), grid, config_text="other", rank=0) as w:
+        w.write(_unit(grid, 0, 0))
+    with pytest.raises(InputError, match="different configuration"):
+        merge_rank_files(out, find_rank_files(out), grid, config_text="cfg")
+
+
+def test_rank_file_takes_whole_theta_units_only(tmp_path):
+    grid = _grid()
+    with RankFileWriter(tmp_path / "r.h5", grid, config_text="c", rank=0) as w:
+        unit = _unit(grid, 1, 0)
+        part = UnitResult(
+            unit.start,
+            unit.start + 1,
+            unit.results[:1],
+            unit.results[:1],
+            unit.status[:1],
+            {k: v[:1] for k, v in unit.extras.items()},
+        )
+        with pytest.raises(ValueError, match="not one whole θ"):
+            w.write(part)
+
+
+# --------------------------------------------------------------------------- under mpirun
+NATIVE_CONFIG = """\
+[library]
+output = "{out}"
+noise = "asimov"
+[source]
+temperatures = [3.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+sigma = [0.5, 1.0]
+amp = [0.0, 0.1]
+mu = 2.0
+"""
+
+
+@needs_mpirun
+def test_native_engine_identical_on_1_2_3_ranks_and_both_writers(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(NATIVE_CONFIG.format(out=tmp_path / "lib.h5"))
+    runs = [(0, "auto"), (2, "auto"), (3, "auto"), *((2, w) for w in WRITERS)]
+    outputs = []
+    for ranks, writer in runs:
+        out = tmp_path / f"lib-{ranks}-{writer}.h5"
+        proc = gen(ranks, str(cfg), "-o", str(out), "--writer", writer, "--no-progress", fake=False)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(out)
+    for out in outputs[1:]:
+        assert_same_library(outputs[0], out)
+    with h5py.File(outputs[1]) as f:  # written by 2 ranks
+        assert list(f["PARAMS"].attrs["axes"]) == ["sigma", "amp", "mu"]
+        assert f["LIBRARY/results"].shape == (2, 2, 1, 1, 3)
+        assert (f["LIBRARY/status"][()] == Status.OK).all()
+        for key in ("config", "engine", "model", "seed", "rmf_sha256", "start_time", "end_time"):
+            assert key in f.attrs, key
+        assert f.attrs["n_ranks"] == 2
+        assert f.attrs["writer"] == ("mpio" if h5py.get_config().mpi else "merge")
+    assert not list(tmp_path.glob("*.rank*"))
+
+
+@needs_mpirun
+@pytest.mark.parametrize("writer", WRITERS)
+def test_every_rank_computes_and_results_do_not_depend_on_ranks(tmp_path, writer):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    ref = tmp_path / "ref.h5"
+    assert gen(0, str(cfg), "-o", str(ref)).returncode == 0
+    for ranks in (2, 3):
+        marks = tmp_path / f"marks{ranks}"
+        marks.mkdir()
+        out = tmp_path / f"lib{ranks}.h5"
+        proc = gen(
+            ranks,
+            str(cfg),
+            "-o",
+            str(out),
+            "--writer",
+            writer,
+            XRMOD_FAKE_MARKS=str(marks),
+            XRMOD_FAKE_SLEEP="0.02",
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert_same_library(ref, out)
+        by_rank = [p.read_text() for p in marks.glob("unit.*")]
+        assert len(by_rank) == 30  # each unit computed once
+        assert set(by_rank) == {str(r) for r in range(ranks)}  # rank 0 computes too
+
+
+@needs_mpirun
+def test_a_setup_error_on_one_rank_ends_every_rank_with_one_message(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    proc = gen(2, str(cfg), timeout=120, XRMOD_FAKE_PREPARE_FAIL="1")
+    assert proc.returncode != 0
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert "rank 1 (" in lines[0] and "fake engine cannot start on rank 1" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@needs_mpirun
+def test_missing_output_directory_under_mpi(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "missing" / "lib.h5"))
+    proc = gen(2, str(cfg), timeout=120)
+    assert proc.returncode == 2
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and "does not exist" in lines[0], proc.stderr
+
+
+@needs_mpirun
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_failed_write_on_one_rank_stops_all_and_resume_completes(tmp_path, writer):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    ref = tmp_path / "ref.h5"
+    assert gen(0, str(cfg), "-o", str(ref)).returncode == 0
+    args = (str(cfg), "--writer", writer)
+    proc = gen(2, *args, timeout=120, XRMOD_FAKE_BREAK_WRITER="7", XRMOD_FAKE_SLEEP="0.02")
+    assert proc.returncode == 4, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert "KeyError" in lines[0] and "--resume" in lines[0]
+    proc = gen(2, *args, "--resume", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_library(ref, tmp_path / "lib.h5")
+
+
+@needs_mpirun
+def test_engine_exceptions_under_mpi_are_isolated_and_logged_per_rank(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    out = tmp_path / "lib.h5"
+    cfg.write_text(FAKE_CONFIG.format(out=out))
+    proc = gen(2, str(cfg), XRMOD_FAKE_RAISE=",".join(map(str, range(0, 30, 3))))
+    assert proc.returncode == 0, proc.stderr
+    status = read_library(out)["status"].reshape(30, 2)
+    assert (status[::3] == Status.ERROR).all()
+    assert (status[1::3] != Status.ERROR).all() and (status[1::3] != 0).all()
+    logs = sorted(tmp_path.glob("lib.h5.rank*.log"))
+    assert logs and "rank logs:" in proc.stderr
+    text = "".join(p.read_text() for p in logs)
+    assert text.count("RuntimeError: injected failure") == 10
+    assert "Traceback" not in proc.stderr.split("rank logs:")[0].split("xrmod.driver: writing")[1]
+
+
+@needs_mpirun
+def test_a_dead_rank_ends_the_job_without_a_hang(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    ref = tmp_path / "ref.h5"
+    assert gen(0, str(cfg), "-o", str(ref)).returncode == 0
+    proc = gen(2, str(cfg), timeout=120, XRMOD_FAKE_DIE="9", XRMOD_FAKE_SLEEP="0.05")
+    assert proc.returncode != 0
+    proc = gen(2, str(cfg), "--resume", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_library(ref, tmp_path / "lib.h5")

@@ -1,0 +1,175 @@
+"""The contract every engine honours, run against each engine class.
+
+An engine is prepared once, then runs work units in any order and any split;
+a point's result depends only on the job and its flat index. Grids are tiny
+(2 θ × 2 temperatures) so that the reference engine (≈ 0.2 s per point)
+stays fast; one θ has a negative modified ARF, to exercise failures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xrmod.config import load_config, parse_config
+from xrmod.engines.base import Engine
+from xrmod.engines.native import NativeEngine
+from xrmod.engines.reference import ReferenceEngine
+from xrmod.grid import Grid
+from xrmod.job import Job
+from xrmod.library import EXTRAS, UnitResult
+from xrmod.modifiers import get_family
+from xrmod.responses import read_arf, read_rmf
+from xrmod.status import Status
+
+#: Engine classes under contract (the PyXSPEC engine joins where PyXSPEC imports).
+ENGINES = [ReferenceEngine, NativeEngine]
+
+CONFIG = """
+[library]
+noise = "poisson"
+seed = 99
+[instrument]
+exposure = 20000.0
+band = [0.5, 10.0]
+[source]
+model = "tbabs*zbremss"
+nH = 0.05
+redshift = 0.1
+norm = 1.0e-3
+temperatures = [2.0, 5.0]
+[modifier]
+family = "linear"
+[modifier.axes]
+slope = [-0.5, 0.03]
+pivot = [3.0]
+[fit]
+error_delta = 1.0
+kt_limits = [0.05, 64.0]
+"""
+
+#: Every code an engine may write for a computed point.
+DOCUMENTED = {int(s) for s in Status} - {int(Status.NOT_COMPUTED)}
+
+
+@pytest.fixture(scope="module")
+def job():
+    default = load_config(None)
+    cfg = parse_config(CONFIG, source="<contract>")
+    return Job(
+        config=cfg,
+        arf=read_arf(default.instrument.arf),
+        rmf=read_rmf(default.instrument.rmf),
+        background=None,
+        grid=Grid(axes=cfg.modifier.axes, temperatures=cfg.source.temperatures),
+        family=get_family(cfg.modifier.family),
+        output=Path("unused.h5"),
+    )
+
+
+@pytest.fixture(scope="module", params=ENGINES, ids=lambda cls: cls.name)
+def prepared(request, job):
+    engine = request.param()
+    engine.prepare(job)
+    results = {}
+    for k in range(job.grid.n_units()):
+        unit = job.grid.unit(k)
+        results[unit.start] = engine.run_unit(unit)
+    return engine, results
+
+
+def _points(results: dict[int, UnitResult]) -> dict[str, np.ndarray]:
+    """Concatenate unit results in flat-index order."""
+    units = [results[k] for k in sorted(results)]
+    out = {
+        name: np.concatenate([getattr(u, name) for u in units])
+        for name in ("results", "results_modified", "status")
+    }
+    for name in EXTRAS:
+        out[name] = np.concatenate([u.extras[name] for u in units])
+    return out
+
+
+def test_is_an_engine(prepared):
+    engine, _ = prepared
+    assert isinstance(engine, Engine)
+    assert isinstance(type(engine).name, str)
+
+
+def test_unit_result_shapes(prepared, job):
+    _, results = prepared
+    for k in range(job.grid.n_units()):
+        unit = job.grid.unit(k)
+        res = results[unit.start]
+        n = unit.size
+        assert (res.start, res.stop) == (unit.start, unit.stop)
+        assert res.results.shape == (n, 3) and res.results.dtype == np.float64
+        assert res.results_modified.shape == (n, 3)
+        assert res.status.shape == (n,) and res.status.dtype == np.int8
+        assert set(res.extras) == set(EXTRAS)
+        assert all(v.shape == (n,) for v in res.extras.values())
+
+
+def test_statuses_documented_and_failures_are_nan(prepared, job):
+    _, results = prepared
+    p = _points(results)
+    assert set(np.unique(p["status"]).tolist()) <= DOCUMENTED
+    # the θ with slope -0.5 makes the ARF negative above 5 keV: every point fails
+    slope = job.grid.theta_parameters(job.grid.theta_index(np.arange(job.grid.size)))["slope"]
+    assert (p["status"][slope < 0] == Status.ARF_NEGATIVE).all()
+    assert (p["status"][slope > 0] == Status.OK).all()
+    failed = p["status"] != Status.OK
+    for name in ("results", "results_modified"):
+        assert np.isnan(p[name][failed]).all()  # NaN, never zeros
+        assert np.isfinite(p[name][~failed]).all()
+    for name in EXTRAS:
+        assert np.isnan(p[name][failed]).all()
+        assert np.isfinite(p[name][~failed]).all()
+
+
+def test_bounds_bracket_the_fit(prepared):
+    _, results = prepared
+    p = _points(results)
+    for name in ("results", "results_modified"):
+        r = p[name]
+        ok = np.isfinite(r).all(axis=1)
+        assert ok.any()
+        assert (r[ok, 0] <= r[ok, 1]).all() and (r[ok, 1] <= r[ok, 2]).all()
+        lo, fit, hi = r[ok].T
+        assert (lo < fit).all() and (fit < hi).all()
+
+
+def test_deterministic_for_a_fixed_seed(prepared, job):
+    engine, results = prepared
+    again = type(engine)()
+    again.prepare(job)
+    for start, res in results.items():
+        unit = job.grid.unit(start // job.grid.points_per_theta)
+        other = again.run_unit(unit)
+        for name in ("results", "results_modified", "status"):
+            np.testing.assert_array_equal(getattr(res, name), getattr(other, name))
+        for name in EXTRAS:
+            np.testing.assert_array_equal(res.extras[name], other.extras[name])
+
+
+def test_points_do_not_depend_on_the_unit_split(prepared, job):
+    engine, results = prepared
+    whole = _points(results)
+    chunks = {}
+    n = job.grid.n_units(max_points=1)
+    for k in reversed(range(n)):  # and in another order
+        unit = job.grid.unit(k, max_points=1)
+        chunks[unit.start] = engine.run_unit(unit)
+    split = _points(chunks)
+    for name, values in whole.items():
+        np.testing.assert_array_equal(values, split[name])
+
+
+def test_counts_extra_is_the_band_total(prepared):
+    _, results = prepared
+    p = _points(results)
+    ok = p["status"] == Status.OK
+    counts = p["counts"][ok]
+    assert (counts > 0).all() and np.array_equal(counts, np.round(counts))  # Poisson draws

@@ -1,0 +1,147 @@
+"""Interrupt a run (SIGTERM, SIGINT, SIGKILL of the whole job), resume it: identical library."""
+
+import os
+import signal
+
+import pytest
+from fake_engine import assert_same_library
+from mpirun_helpers import (
+    FAKE_CONFIG,
+    WRITERS,
+    descendants,
+    gen,
+    needs_mpirun,
+    start,
+    wait_for,
+)
+
+from xrmod.library import count_status, pending_units
+from xrmod.merge import find_rank_files
+
+N_UNITS = 30
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted library, computed serially."""
+    tmp = tmp_path_factory.mktemp("reference")
+    cfg = tmp / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp / "ref.h5"))
+    proc = gen(0, str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "ref.h5"
+
+
+def _setup(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    out = tmp_path / "lib.h5"
+    cfg.write_text(FAKE_CONFIG.format(out=out))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    return cfg, out, marks
+
+
+def _units_done(marks):
+    return len(list(marks.glob("unit.*")))
+
+
+def _rank_pids(marks, ranks):
+    wait_for(lambda: len(list(marks.glob("pid.*"))) == ranks, what="ranks to start")
+    return [int(p.suffix[1:]) for p in marks.glob("pid.*")]
+
+
+def _interrupt(proc, marks, ranks, how):
+    """Wait until a few units are done, then interrupt the job."""
+    pids = _rank_pids(marks, ranks) if ranks else [proc.pid]
+    wait_for(lambda: _units_done(marks) >= 6, what="some units to finish")
+    if how == "sigkill":  # the whole job at once, launcher included
+        for pid in [*descendants(proc.pid), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    else:  # as a batch system does: every task gets the signal
+        for pid in pids:
+            os.kill(pid, how)
+    _, stderr = proc.communicate(timeout=120)
+    return stderr
+
+
+def _resume_and_compare(cfg, out, ranks, writer, reference):
+    assert count_status(out, _grid(cfg)).get(0, 0) > 0  # really interrupted mid-way
+    args = (str(cfg), "--resume") + (("--writer", writer) if ranks else ())
+    proc = gen(ranks, *args, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_library(reference, out)
+    assert not find_rank_files(out)
+    return proc.stderr
+
+
+def _grid(cfg):
+    from xrmod.job import load_job
+
+    return load_job(cfg).grid
+
+
+@needs_mpirun
+@pytest.mark.parametrize("writer", WRITERS)
+def test_sigterm_flushes_and_resume_completes(tmp_path, reference, writer):
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(
+        2, str(cfg), "--writer", writer, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1"
+    )
+    stderr = _interrupt(proc, marks, 2, signal.SIGTERM)
+    assert proc.returncode != 0
+    assert "interrupted by SIGTERM" in stderr and "--resume" in stderr, stderr
+    assert "mpirun -n 2 xrmod-gen" in stderr
+    # every unit a rank finished is in the library (merged from the rank files)
+    done = N_UNITS - pending_units(out, _grid(cfg)).size
+    assert done == _units_done(marks)
+    assert not find_rank_files(out)
+    _resume_and_compare(cfg, out, 2, writer, reference)
+
+
+@needs_mpirun
+@pytest.mark.parametrize("writer", WRITERS)
+def test_sigkill_of_the_whole_job_then_resume(tmp_path, reference, writer):
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(
+        2, str(cfg), "--writer", writer, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1"
+    )
+    _interrupt(proc, marks, 2, "sigkill")
+    assert proc.returncode != 0
+    if writer == "merge":
+        assert find_rank_files(out)  # nothing merged: the job was killed
+    stderr = _resume_and_compare(cfg, out, 2, writer, reference)
+    if writer == "merge":
+        assert "from 2 rank file(s) of an interrupted run" in stderr
+
+
+def test_serial_sigint_then_resume(tmp_path, reference):
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(0, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
+    stderr = _interrupt(proc, marks, 0, signal.SIGINT)
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr and "--resume" in stderr
+    _resume_and_compare(cfg, out, 0, "auto", reference)
+
+
+def test_serial_sigkill_then_resume(tmp_path, reference):
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(0, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
+    _interrupt(proc, marks, 0, "sigkill")
+    assert proc.returncode == -signal.SIGKILL
+    _resume_and_compare(cfg, out, 0, "auto", reference)
+
+
+@needs_mpirun
+def test_sigterm_to_the_launcher_then_resume_on_three_ranks(tmp_path, reference):
+    # what the launcher does with the signal is its business: the library stays resumable
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(2, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
+    _rank_pids(marks, 2)
+    wait_for(lambda: _units_done(marks) >= 6, what="some units to finish")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    _resume_and_compare(cfg, out, 3, "merge" if "mpio" not in WRITERS else "mpio", reference)
