@@ -2,9 +2,15 @@
 
 It computes what :class:`xrmod.engines.reference.ReferenceEngine` computes
 (the same simulated counts bit for bit, the same status codes and extras,
-fits and bounds within 1 % of their statistical error) in well under a
-millisecond per grid point. Notation: x = ln kT; f_c(x) the expected counts
-in band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT); F = Σ_c f_c.
+bounds within 1 % of their statistical error σ, kT within 1 % of σ or at
+most 0.002 above the reference's minimum of the exact statistic, which is
+itself that rough: XSPEC's float32 zbremss steps in kT) in about half a
+millisecond per grid point. Where zbremss jumps in kT (13.58 and 54.32 keV)
+the statistic may have two minima: this engine returns the lower one, the
+reference whichever its bounded Brent search meets first (measured numbers:
+``python bench/profile_native.py --accuracy``). Notation: x = ln kT; f_c(x)
+the expected counts in band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT);
+F = Σ_c f_c.
 
 * **Response.** The RMF restricted to the band channels (``RMF.band_channels``)
   and to the energies that reach them, as CSR (channels × energies), built
