@@ -36,7 +36,6 @@ import logging
 import os
 import pstats
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -67,11 +66,8 @@ kt_limits = [0.05, 64.0]
 
 def make_job(temps, axes: dict, *, family: str = "gaussian", noise: str = "poisson"):
     """A Job on the bundled response (as ``load_job`` builds one from a file)."""
-    from xrmod.config import load_config, parse_config
-    from xrmod.grid import Grid
-    from xrmod.job import Job
-    from xrmod.modifiers import get_family
-    from xrmod.responses import read_arf, read_rmf
+    from xrmod.config import parse_config
+    from xrmod.job import job_from_config
 
     text = CONFIG.format(
         noise=noise,
@@ -79,17 +75,7 @@ def make_job(temps, axes: dict, *, family: str = "gaussian", noise: str = "poiss
         family=family,
         axes="\n".join(f"{k} = {list(map(float, v))}" for k, v in axes.items()),
     )
-    cfg = parse_config(text, source="<bench>")
-    default = load_config(None)
-    return Job(
-        config=cfg,
-        arf=read_arf(default.instrument.arf),
-        rmf=read_rmf(default.instrument.rmf),
-        background=None,
-        grid=Grid(axes=cfg.modifier.axes, temperatures=cfg.source.temperatures),
-        family=get_family(cfg.modifier.family),
-        output=Path("unused.h5"),
-    )
+    return job_from_config(parse_config(text, source="<bench>"))
 
 
 def _pass(engine, units) -> tuple[float, float]:

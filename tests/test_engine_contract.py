@@ -8,20 +8,15 @@ stays fast; one θ has a negative modified ARF, to exercise failures.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from xrmod.config import load_config, parse_config
+from xrmod.config import parse_config
 from xrmod.engines.base import Engine
 from xrmod.engines.native import NativeEngine
 from xrmod.engines.reference import ReferenceEngine
-from xrmod.grid import Grid
-from xrmod.job import Job
+from xrmod.job import job_from_config
 from xrmod.library import EXTRAS, UnitResult
-from xrmod.modifiers import get_family
-from xrmod.responses import read_arf, read_rmf
 from xrmod.status import Status
 
 #: Engine classes under contract (the PyXSPEC engine joins where PyXSPEC imports).
@@ -56,17 +51,7 @@ DOCUMENTED = {int(s) for s in Status} - {int(Status.NOT_COMPUTED)}
 
 @pytest.fixture(scope="module")
 def job():
-    default = load_config(None)
-    cfg = parse_config(CONFIG, source="<contract>")
-    return Job(
-        config=cfg,
-        arf=read_arf(default.instrument.arf),
-        rmf=read_rmf(default.instrument.rmf),
-        background=None,
-        grid=Grid(axes=cfg.modifier.axes, temperatures=cfg.source.temperatures),
-        family=get_family(cfg.modifier.family),
-        output=Path("unused.h5"),
-    )
+    return job_from_config(parse_config(CONFIG, source="<contract>"))
 
 
 @pytest.fixture(scope="module", params=ENGINES, ids=lambda cls: cls.name)

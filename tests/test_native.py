@@ -8,8 +8,6 @@ within 1 % of the statistical error σ (half the bound interval).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse
@@ -24,9 +22,7 @@ from xrmod.engines.native import (
     correction_table,
 )
 from xrmod.engines.reference import ReferenceEngine, _Fitter, cstat, profiled_cstat
-from xrmod.grid import Grid
-from xrmod.job import Job
-from xrmod.modifiers import get_family
+from xrmod.job import job_from_config
 from xrmod.responses import read_arf, read_rmf
 from xrmod.status import Status
 
@@ -65,22 +61,8 @@ family = "{family}"
 error_delta = 1.0
 kt_limits = {list(kt_limits)}
 """
-    cfg = parse_config(text, source="<test>")
     arf, rmf = responses
-    grid = Grid(
-        axes=cfg.modifier.axes,
-        temperatures=cfg.source.temperatures,
-        realizations=cfg.library.realizations,
-    )
-    return Job(
-        config=cfg,
-        arf=arf,
-        rmf=rmf,
-        background=None,
-        grid=grid,
-        family=get_family(cfg.modifier.family),
-        output=Path("unused.h5"),
-    )
+    return job_from_config(parse_config(text, source="<test>"), arf=arf, rmf=rmf)
 
 
 def run_all(engine, job, order=None):

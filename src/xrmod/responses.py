@@ -250,6 +250,21 @@ class RMF:
             raise InputError(f"a band needs finite lo < hi in keV, got [{lo}, {hi}]")
         return (self.e_min < hi) & (self.e_max > lo)
 
+    def band_response(self, lo: float, hi: float) -> tuple[scipy.sparse.csr_array, np.ndarray]:
+        """The response restricted to the band, laid out for folding.
+
+        Returns
+        -------
+        fold : scipy.sparse.csr_array
+            (channels in band) × (energies that reach them): expected counts per
+            band channel are ``fold @ (A ⊙ S)[rows]``.
+        rows : numpy.ndarray
+            Indices of the energy bins kept (those with a non-zero response in the band).
+        """
+        matrix = self.matrix[:, self.band_channels(lo, hi)].tocsr()
+        rows = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        return matrix[rows].T.tocsr(), rows
+
 
 @dataclass(frozen=True, eq=False)
 class PHA:

@@ -548,10 +548,7 @@ class NativeEngine(Engine):
                 key="instrument.background",
             )
         rmf = job.rmf
-        band = rmf.band_channels(*cfg.instrument.band)
-        matrix = rmf.matrix[:, band].tocsr()
-        rows = np.flatnonzero(np.diff(matrix.indptr) > 0)  # energies that reach the band
-        fold_matrix = matrix[rows].T.tocsr()  # (channels in band) × (energies), as the reference
+        fold_matrix, rows = rmf.band_response(*cfg.instrument.band)  # as the reference
         self._indptr = np.ascontiguousarray(fold_matrix.indptr, dtype=np.int32)
         self._indices = np.ascontiguousarray(fold_matrix.indices, dtype=np.int32)
         self._data = np.ascontiguousarray(fold_matrix.data, dtype=np.float64)

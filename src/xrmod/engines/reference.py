@@ -118,10 +118,7 @@ class ReferenceEngine(Engine):
                 key="instrument.background",
             )
         rmf = job.rmf
-        band = rmf.band_channels(*cfg.instrument.band)
-        matrix = rmf.matrix[:, band].tocsr()
-        rows = np.flatnonzero(np.diff(matrix.indptr) > 0)  # energies that reach the band
-        self._fold_matrix = matrix[rows].T.tocsr()  # (channels in band) × (energies)
+        self._fold_matrix, rows = rmf.band_response(*cfg.instrument.band)
         self._energ_lo = np.asarray(rmf.energ_lo[rows], dtype=np.float64)
         self._energ_hi = np.asarray(rmf.energ_hi[rows], dtype=np.float64)
         self._rows = rows
@@ -145,7 +142,7 @@ class ReferenceEngine(Engine):
         self._delta = cfg.fit.error_delta
         self._job = job
         self._original = _Fitter(self.fold, self._arf[rows], self._log_limits, self._delta)
-        log.debug("reference engine: %d band channels, %d energies", band.sum(), rows.size)
+        log.debug("reference engine: %d band channels, %d energies", *self._fold_matrix.shape)
 
     def fold(self, arf: np.ndarray, kt: float) -> np.ndarray:
         """Expected counts per band channel for norm 1: exposure · Rᵀ (A ⊙ S_kT)."""
