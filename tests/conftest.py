@@ -296,6 +296,22 @@ def _mpi_size() -> int:
     return MPI.COMM_WORLD.Get_size()
 
 
+def pytest_configure(config):
+    """Under mpirun, give each rank its own temporary root.
+
+    Ranks that share pytest's default root race to prune each other's old
+    numbered directories (seen as an unclosed-scandir warning at exit).
+    """
+    import os
+    import tempfile
+
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK"))
+    if rank is not None and not config.option.basetemp:
+        # one fixed root per rank and user: pytest empties it at the start of each run
+        root = Path(tempfile.gettempdir()) / f"xrmod-pytest-{os.getuid()}-rank{rank}"
+        config.option.basetemp = str(root)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip ``mpi`` tests, visibly, unless running under mpirun with two or more ranks."""
     if _mpi_size() >= 2:
