@@ -193,7 +193,7 @@ def accuracy(args: argparse.Namespace) -> None:
                     near_jump.setdefault(name, []).append(near)
                     for i in np.flatnonzero(np.nanmax(np.abs(d), axis=1) > 0.01):
                         kt = ACCURACY_TEMPS[i]
-                        counts = ref._simulate(ref._norm * ref.fold(mod, kt), unit.start + i)
+                        counts = ref._simulate(ref._norm * ref.fold(mod, kt), unit.start + i)[0]
                         arf = mod if name == "results_modified" else ref._arf[ref._rows]
                         fit = _Fitter(ref.fold, arf, ref._log_limits, ref._delta)
                         c_a = fit.statistic(counts, np.log(ra[i, 1]))[0]

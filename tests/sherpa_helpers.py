@@ -221,11 +221,27 @@ class SherpaPeer:
             )
         return self._theta_arfs[theta]
 
-    def _pha(self, counts: np.ndarray, arf: Any) -> tuple[Any, Any]:
+    def _pha(
+        self, counts: np.ndarray, arf: Any, background: np.ndarray | None = None
+    ) -> tuple[Any, Any]:
         from sherpa.astro.data import DataPHA
         from sherpa.astro.instrument import Response1D
 
+        inst = self.job.config.instrument
         pha = DataPHA("xrmod", self.channels, counts, exposure=self.exposure)
+        if background is not None:  # Sherpa scales it by its own EXPOSURE x BACKSCAL x AREASCAL
+            bkg = self.job.background
+            pha.backscal = inst.backscal
+            pha.set_background(
+                DataPHA(
+                    "xrmod-bkg",
+                    self.channels,
+                    np.asarray(background, dtype=np.float64),
+                    exposure=bkg.exposure,
+                    backscal=bkg.backscal,
+                    areascal=bkg.areascal,
+                )
+            )
         pha.set_rmf(self.rmf)
         pha.set_arf(arf)
         pha.mask = self.band.copy()  # exactly the band channels, no energy-filter rounding
@@ -268,19 +284,27 @@ class SherpaPeer:
         return [levmar, simplex], conf
 
     def fit(
-        self, counts: np.ndarray, arf: Any, *, bounds: bool = True, start_kt: float | None = None
+        self,
+        counts: np.ndarray,
+        arf: Any,
+        *,
+        bounds: bool = True,
+        start_kt: float | None = None,
+        background: np.ndarray | None = None,
     ) -> SherpaFit:
         """Fit *counts* (all channels) with *arf*; kT bounds by ``conf`` when *bounds*.
 
         The fit starts from kT = *start_kt* (default: the geometric middle of
-        the kT limits) and the norm that matches the counts at that kT.
+        the kT limits) and the norm that matches the counts at that kT. With
+        *background* counts (all channels; the job's background file gives
+        their exposure and scales) the statistic is Sherpa's ``WStat``.
         """
         from sherpa.fit import Fit
         from sherpa.optmethods import NelderMead
-        from sherpa.stats import CStat
+        from sherpa.stats import CStat, WStat
 
         self.activate()
-        pha, model = self._pha(np.asarray(counts, dtype=np.float64), arf)
+        pha, model = self._pha(np.asarray(counts, dtype=np.float64), arf, background)
         kt_lo, kt_hi = self.job.config.fit.kt_limits
         kt0 = float(np.sqrt(kt_lo * kt_hi)) if start_kt is None else float(start_kt)
         # Start the norm where the model matches the band counts at kt0.
@@ -292,7 +316,8 @@ class SherpaPeer:
         log: list[str] = []
         nfev = 0
         with captured_sherpa_log(log):
-            fitter = Fit(pha, model, CStat(), methods[0], conf)
+            stat = CStat() if background is None else WStat()
+            fitter = Fit(pha, model, stat, methods[0], conf)
             for method in methods:
                 if isinstance(method, NelderMead):  # 1 % steps around LevMar's answer
                     free = [self.emission.kT.val, self.emission.norm.val]

@@ -59,7 +59,7 @@ DEFAULT_SOURCE = "<default>"
 #: Every key each section accepts, in documentation order.
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "library": ("output", "engine", "seed", "noise", "realizations"),
-    "instrument": ("arf", "rmf", "exposure", "band", "background"),
+    "instrument": ("arf", "rmf", "exposure", "band", "background", "backscal"),
     "source": (
         "model",
         "nH",
@@ -131,6 +131,10 @@ class InstrumentConfig:
         ``(lo, hi)`` in keV; channels whose EBOUNDS interval overlaps it are fitted.
     background : Path or None
         OGIP PHA background file, or None for no background.
+    backscal : float
+        ``BACKSCAL`` of the simulated source spectrum (its extraction area in the
+        background file's units): the background enters the source spectrum scaled
+        by (exposure · backscal) / (its EXPOSURE · BACKSCAL · AREASCAL).
     bundled : bool
         True when arf and rmf are the XMM-Newton EPIC-pn response shipped with xrmod.
     """
@@ -140,6 +144,7 @@ class InstrumentConfig:
     exposure: float
     band: tuple[float, float]
     background: Path | None
+    backscal: float
     bundled: bool
 
 
@@ -559,6 +564,7 @@ def _instrument(t: _Item, base_dir: Path | None) -> InstrumentConfig:
         exposure=_number(t.child("exposure", 50000.0), gt=0),
         band=_interval(t.child("band", [0.5, 10.0]), lo_ge=0),
         background=_path(t.child("background", ""), base_dir=base_dir, must_exist=True),
+        backscal=_number(t.child("backscal", 1.0), gt=0),
         bundled=bundled,
     )
 

@@ -12,8 +12,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xrmod import __version__
 from xrmod.config import Config, load_config
+from xrmod.errors import ResponseError
 from xrmod.grid import Grid
 from xrmod.modifiers import ModifierFamily, get_family
 from xrmod.responses import (
@@ -28,7 +31,26 @@ from xrmod.responses import (
     read_rmf,
 )
 
-__all__ = ["Job", "job_from_config", "load_job"]
+__all__ = ["BandBackground", "Job", "job_from_config", "load_job"]
+
+
+@dataclass(frozen=True, eq=False)
+class BandBackground:
+    """The background in the fit band, as the engines use it.
+
+    Attributes
+    ----------
+    counts : numpy.ndarray
+        Background-spectrum counts B_c of the band channels.
+    alpha : numpy.ndarray
+        Per band channel, the factor that scales background counts to the
+        source spectrum: (exposure · backscal) / (EXPOSURE · BACKSCAL · AREASCAL)
+        of the background file. The simulated source spectrum has mean
+        μ_c + α_c B_c.
+    """
+
+    counts: np.ndarray
+    alpha: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,45 @@ class Job:
             ]
         )
 
+    def band_background(self) -> BandBackground | None:
+        """The background restricted to the fit band, or None without one.
+
+        Raises
+        ------
+        xrmod.errors.ResponseError
+            When a band channel's scaling is not finite and > 0 (a BACKSCAL or
+            AREASCAL of 0 in the background file).
+        """
+        bkg = self.background
+        if bkg is None:
+            return None
+        inst = self.config.instrument
+        band = self.rmf.band_channels(*inst.band)
+        scale = np.broadcast_to(bkg.exposure * np.multiply(bkg.backscal, bkg.areascal), band.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):  # checked just below
+            alpha = inst.exposure * inst.backscal / scale[band]
+        bad = np.flatnonzero(~(np.isfinite(alpha) & (alpha > 0)))
+        if bad.size:
+            channel = int(bkg.channels[np.flatnonzero(band)[bad[0]]])
+            raise ResponseError(
+                f"BACKSCAL x AREASCAL is not > 0 in channel {channel} "
+                f"({bad.size} band channels): the background cannot be scaled",
+                path=str(bkg.path),
+                extension="SPECTRUM",
+            )
+        counts = np.ascontiguousarray(bkg.counts[band], dtype=np.float64)
+        if np.any(counts < 0):
+            raise ResponseError(
+                f"{int(np.sum(counts < 0))} band channels have negative counts: "
+                "a background spectrum must hold counts, not a subtracted rate",
+                path=str(bkg.path),
+                extension="SPECTRUM",
+            )
+        return BandBackground(
+            counts=counts,
+            alpha=np.ascontiguousarray(alpha, dtype=np.float64),
+        )
+
     def provenance(self, n_ranks: int = 1) -> dict[str, Any]:
         """Root attributes of the library describing this run."""
         cfg = self.config
@@ -85,6 +146,7 @@ class Job:
             "rmf_sha256": file_sha256(self.rmf.path),
             "background": str(self.background.path) if self.background else "",
             "background_sha256": file_sha256(self.background.path) if self.background else "",
+            "backscal": cfg.instrument.backscal,
             "n_ranks": n_ranks,
             "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -136,7 +198,7 @@ def job_from_config(
         temperatures=cfg.source.temperatures,
         realizations=cfg.library.realizations,
     )
-    return Job(
+    job = Job(
         config=cfg,
         arf=arf,
         rmf=rmf,
@@ -145,3 +207,5 @@ def job_from_config(
         family=get_family(cfg.modifier.family),
         output=Path(output) if output else Path(cfg.library.output),
     )
+    job.band_background()  # its scaling is checked here, before any work
+    return job

@@ -53,6 +53,7 @@ __all__ = [
     "read_pha",
     "read_rmf",
     "write_arf",
+    "write_pha",
     "write_rmf",
 ]
 
@@ -1185,6 +1186,79 @@ def write_arf(
         filter_name=filter_name,
     )
     table.header["ARFVERSN"] = ("1992a", "obsolete OGIP version keyword")
+    _write(fits.HDUList([_primary(telescope, instrument), table]), name, overwrite)
+
+
+def write_pha(
+    path: str | os.PathLike[str],
+    channels: Any,
+    counts: Any,
+    *,
+    exposure: float,
+    backscal: float = 1.0,
+    areascal: float = 1.0,
+    background_file: str = "none",
+    response_file: str = "none",
+    ancillary_file: str = "none",
+    telescope: str = "UNKNOWN",
+    instrument: str = "UNKNOWN",
+    filter_name: str = "NONE",
+    overwrite: bool = False,
+) -> None:
+    """Write a type I OGIP spectrum (OGIP/92-007, extension ``SPECTRUM``) that XSPEC reads.
+
+    ``COUNTS`` is written as float64 (``POISSERR = T``), so non-integer
+    (e.g. Asimov) counts round-trip exactly; ``BACKSCAL``, ``AREASCAL``,
+    ``BACKFILE``, ``RESPFILE`` and ``ANCRFILE`` are keywords.
+
+    Raises
+    ------
+    xrmod.errors.ResponseError
+        Counts not finite or of another length than the channels, EXPOSURE
+        or a scale not > 0, existing file without ``overwrite``, write failure.
+    """
+    name = os.fspath(path)
+    chan = np.asarray(channels, dtype=np.int32)
+    data = np.asarray(counts, dtype=np.float64)
+    if chan.ndim != 1 or data.shape != chan.shape or not np.all(np.isfinite(data)):
+        raise ResponseError(
+            f"COUNTS (shape {data.shape}) must be finite, one per CHANNEL ({chan.shape})",
+            path=name,
+            extension="SPECTRUM",
+        )
+    for key, value in (("EXPOSURE", exposure), ("BACKSCAL", backscal), ("AREASCAL", areascal)):
+        if not (np.isfinite(value) and value > 0):
+            raise ResponseError(f"{key} must be > 0, got {value}", path=name, extension="SPECTRUM")
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column(name="CHANNEL", format="J", array=chan),
+            fits.Column(name="COUNTS", format="D", unit="count", array=data),
+        ]
+    )
+    h = table.header
+    h["EXTNAME"] = ("SPECTRUM", "name of this binary table extension")
+    h["TELESCOP"] = (telescope, "mission/satellite name")
+    h["INSTRUME"] = (instrument, "instrument/detector name")
+    h["FILTER"] = (filter_name, "filter in use")
+    h["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
+    h["HDUCLAS1"] = ("SPECTRUM", "PHA dataset (OGIP/92-007)")
+    h["HDUCLAS2"] = ("TOTAL", "gross spectrum")
+    h["HDUCLAS3"] = ("COUNT", "PHA data stored as counts")
+    h["HDUVERS"] = ("1.2.1", "version of the format")
+    h["EXPOSURE"] = (float(exposure), "exposure time (s)")
+    h["BACKSCAL"] = (float(backscal), "background scaling factor")
+    h["AREASCAL"] = (float(areascal), "area scaling factor")
+    h["CORRSCAL"] = (0.0, "correction scaling factor")
+    h["BACKFILE"] = (background_file, "background spectrum")
+    h["CORRFILE"] = ("none", "correction spectrum")
+    h["RESPFILE"] = (response_file, "redistribution matrix")
+    h["ANCRFILE"] = (ancillary_file, "ancillary response")
+    h["CHANTYPE"] = ("PI", "channel type")
+    h["DETCHANS"] = (int(chan.size), "number of channels")
+    h["POISSERR"] = (True, "Poisson errors apply")
+    h["SYS_ERR"] = (0.0, "no systematic error")
+    h["GROUPING"] = (0, "no grouping")
+    h["QUALITY"] = (0, "all channels good")
     _write(fits.HDUList([_primary(telescope, instrument), table]), name, overwrite)
 
 

@@ -5,12 +5,42 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
-    from xrmod.job import Job
+    from xrmod.job import BandBackground, Job
     from xrmod.library import UnitResult
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "simulate"]
+
+
+def simulate(
+    expected: np.ndarray,
+    *,
+    seed: int,
+    flat_index: int,
+    asimov: bool,
+    background: BandBackground | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The spectrum of one point, as fakeit makes it: (source-region counts, background counts).
+
+    Without a background: a Poisson draw from *expected* (or *expected* itself
+    for Asimov data) and None. With one, the source spectrum has mean
+    expected + α B and a new background spectrum is drawn with mean B (XSPEC's
+    fakeit also simulates a new background); Asimov data are those means.
+    Draws come from ``default_rng(SeedSequence((seed, flat_index)))``, source
+    first: a point's data depend on nothing else.
+    """
+    mean = expected if background is None else expected + background.alpha * background.counts
+    bkg_mean = None if background is None else background.counts
+    if asimov:
+        return mean, bkg_mean
+    rng = np.random.default_rng(np.random.SeedSequence((seed, flat_index)))
+    counts = rng.poisson(mean).astype(np.float64)
+    if bkg_mean is None:
+        return counts, None
+    return counts, rng.poisson(bkg_mean).astype(np.float64)
 
 
 class Engine(ABC):

@@ -45,6 +45,13 @@ F = Σ_c f_c.
   (:data:`KT_JUMPS`), safeguarded Newton / regula falsi for the bounds at
   C_min + ``error_delta``.
 
+* **Background** (``instrument.background``): the data have mean μ + αB and
+  a new background spectrum is drawn (:func:`xrmod.engines.base.simulate`);
+  the fits minimise XSPEC's W-statistic, the background profiled channel by
+  channel in closed form and the norm by Newton steps. That breaks the O(1)
+  projections above: each evaluation is a pass over the channels (a few
+  milliseconds per point instead of half a millisecond).
+
 Memory per process is independent of the grid size: the table is (knots ×
 channels), the per-θ arrays (correction knots × channels).
 """
@@ -60,8 +67,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xrmod.engines.base import Engine
-from xrmod.errors import ConfigError
+from xrmod.engines.base import Engine, simulate
 from xrmod.library import EXTRAS, UnitResult
 from xrmod.status import Status
 
@@ -540,13 +546,6 @@ class NativeEngine(Engine):
 
         start = time.perf_counter()
         cfg = job.config
-        if job.background is not None:
-            raise ConfigError(
-                "the native engine does not yet simulate a background; "
-                "remove instrument.background",
-                path=cfg.source_path,
-                key="instrument.background",
-            )
         rmf = job.rmf
         fold_matrix, rows = rmf.band_response(*cfg.instrument.band)  # as the reference
         self._indptr = np.ascontiguousarray(fold_matrix.indptr, dtype=np.int32)
@@ -569,6 +568,9 @@ class NativeEngine(Engine):
         self._x_limits = (math.log(cfg.fit.kt_limits[0]), math.log(cfg.fit.kt_limits[1]))
         self._delta = cfg.fit.error_delta
         self._job = job
+        self._background = job.band_background()
+        if self._background is not None and self._background.counts.size != self._n_channel:
+            raise ValueError("background and response disagree on the band channels")
 
         src = cfg.source
         model = load_model(
@@ -683,15 +685,24 @@ class NativeEngine(Engine):
 
     # ------------------------------------------------------------------ run
 
-    def _simulate(self, expected: np.ndarray, flat_index: int) -> np.ndarray:
-        if self._asimov:
-            return expected
-        rng = np.random.default_rng(np.random.SeedSequence((self._seed, flat_index)))
-        return rng.poisson(expected).astype(np.float64)
+    def _simulate(self, expected: np.ndarray, flat: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The point's (source counts, background counts): :func:`~xrmod.engines.base.simulate`."""
+        return simulate(
+            expected,
+            seed=self._seed,
+            flat_index=flat,
+            asimov=self._asimov,
+            background=self._background,
+        )
 
-    def _fit(self, tables, counts: np.ndarray, t: int) -> tuple[np.ndarray, Status]:
+    def _fit(
+        self, tables, counts: np.ndarray, bkg: np.ndarray | None, t: int
+    ) -> tuple[np.ndarray, Status]:
         x_lo, x_hi = self._x_limits
-        code = tables.fit(counts, float(self._x_true[t]), x_lo, x_hi, self._delta, self._out)
+        alpha = None if bkg is None else self._background.alpha
+        code = tables.fit(
+            counts, float(self._x_true[t]), x_lo, x_hi, self._delta, self._out, bkg, alpha
+        )
         return self._out.copy(), Status(code)
 
     def run_unit(self, unit: WorkUnit) -> UnitResult:
@@ -716,7 +727,7 @@ class NativeEngine(Engine):
             t = flat % nt
             try:
                 t1 = time.perf_counter()
-                counts = self._simulate(self._norm * folded[self._t_node[t]], flat)
+                counts, bkg = self._simulate(self._norm * folded[self._t_node[t]], flat)
                 total = counts.sum()
                 extras["counts"][i] = total
                 t2 = time.perf_counter()
@@ -724,8 +735,8 @@ class NativeEngine(Engine):
                 if total <= 0:
                     status[i] = Status.NO_COUNTS
                     continue
-                (lo0, kt0, hi0, n0, c0), s0 = self._fit(self._original, counts, t)
-                (lo1, kt1, hi1, n1, c1), s1 = self._fit(tables, counts, t)
+                (lo0, kt0, hi0, n0, c0), s0 = self._fit(self._original, counts, bkg, t)
+                (lo1, kt1, hi1, n1, c1), s1 = self._fit(tables, counts, bkg, t)
                 timers["fit"] += time.perf_counter() - t2
             except Exception:
                 log.exception("point %d failed", flat)
