@@ -28,7 +28,13 @@ come from its own folding of its own model evaluation, drawn with the
 engine's seeds; the check line says how many draws matched the engine's
 exactly and how far the fits are apart.
 
-Run: ``python bench/engine.py [--n 30] [--reference 6] [--sherpa-cache absorber]``.
+With ``--background`` the job gets a background spectrum (a smooth synthetic
+one on the bundled RMF, 0.2-1.7 counts per channel, 40 ks, BACKSCAL 5): the
+engines draw source + scaled background and a new background, and fit with the
+W-statistic; Sherpa fits the same counts with ``WStat``.
+
+Run: ``python bench/engine.py [--n 30] [--reference 6] [--sherpa-cache absorber]
+[--background]``.
 """
 
 from __future__ import annotations
@@ -55,10 +61,27 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _job():
-    from xrmod.job import load_job
+def write_background(path: str) -> None:
+    """The synthetic background of ``--background`` (as in tests/test_background.py)."""
+    from xrmod.config import load_config
+    from xrmod.responses import read_rmf, write_pha
 
-    return load_job(None)  # the embedded default job
+    rmf = read_rmf(load_config(None).instrument.rmf)
+    energy = 0.5 * (rmf.e_min + rmf.e_max)
+    counts = np.random.default_rng(11).poisson(1.5 * np.exp(-energy / 3.0) + 0.2)
+    write_pha(path, rmf.channels, counts, exposure=40_000.0, backscal=5.0, overwrite=True)
+
+
+def _job(background: str | None = None):
+    """The embedded default job, with *background* (a PHA path) if given."""
+    from xrmod.config import default_config_text, parse_config
+    from xrmod.job import job_from_config
+
+    text = default_config_text()
+    if background:
+        text = text.replace('background = ""', f'background = "{background}"')
+        assert background in text, "the default config has no background key to set"
+    return job_from_config(parse_config(text, source="<default>"))
 
 
 def _points(units: list[tuple[int, int, int]]) -> list[int]:
@@ -66,7 +89,7 @@ def _points(units: list[tuple[int, int, int]]) -> list[int]:
 
 
 def run_engine(
-    kind: str, units: list[tuple[int, int, int]], repeat: int = 1
+    kind: str, units: list[tuple[int, int, int]], repeat: int = 1, background: str | None = None
 ) -> dict[str, Any] | None:
     """One engine over *units* ([theta, start, stop)), best of *repeat* passes.
 
@@ -85,7 +108,7 @@ def run_engine(
         from xrmod.engines import get_engine
 
         engine = get_engine(kind)
-    job = _job()
+    job = _job(background)
     base = _rss_mb()
     t0 = time.perf_counter()
     engine.prepare(job)
@@ -111,12 +134,27 @@ def run_engine(
     }
 
 
-def run_sherpa(precise: bool, cache: str, units: list[tuple[int, int, int]]) -> dict[str, Any]:
+def _sherpa_data(peer, job, mu: np.ndarray, flat: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Source (and background) counts of point *flat* from Sherpa's μ, the engine's streams."""
+    if job.background is None:
+        return peer.poisson_draw(mu, flat), None
+    inst, bkg = job.config.instrument, job.background
+    mean = mu + inst.exposure * inst.backscal / (bkg.exposure * bkg.backscal) * bkg.counts
+    rng = np.random.default_rng(np.random.SeedSequence((job.config.library.seed, flat)))
+    counts, drawn = np.zeros_like(mean), np.array(bkg.counts)
+    counts[peer.band] = rng.poisson(mean[peer.band])
+    drawn[peer.band] = rng.poisson(bkg.counts[peer.band])
+    return counts, drawn
+
+
+def run_sherpa(
+    precise: bool, cache: str, units: list[tuple[int, int, int]], background: str | None = None
+) -> dict[str, Any]:
     """Sherpa doing each point's work: simulate, fit with A and A′, conf on kT for both."""
     from sherpa_helpers import SherpaPeer, import_sherpa_xspec
 
     import_sherpa_xspec()
-    job = _job()
+    job = _job(background)
     grid = job.grid
     base = _rss_mb()
     t0 = time.perf_counter()
@@ -130,10 +168,10 @@ def run_sherpa(precise: bool, cache: str, units: list[tuple[int, int, int]]) -> 
         theta = flat // grid.points_per_theta
         kt = float(grid.temperatures[flat % grid.temperatures.size])
         arf_mod = peer.theta_arf(theta)
-        data = peer.poisson_draw(peer.expected_counts(arf_mod, kt), flat)
+        data, bkg = _sherpa_data(peer, job, peer.expected_counts(arf_mod, kt), flat)
         counts[i] = data[peer.band].sum()
-        results[i] = peer.fit(data, peer.arf).bounds
-        results_mod[i] = peer.fit(data, arf_mod).bounds
+        results[i] = peer.fit(data, peer.arf, background=bkg).bounds
+        results_mod[i] = peer.fit(data, arf_mod, background=bkg).bounds
     t2 = time.perf_counter()
     return {
         "setup": t1 - t0,
@@ -187,9 +225,18 @@ def main(argv: list[str] | None = None) -> None:
         help="which Sherpa model components keep their cache (default: the frozen absorber)",
     )
     parser.add_argument("--no-sherpa-defaults", action="store_true", help="skip Sherpa defaults")
+    parser.add_argument(
+        "--background", action="store_true", help="add a background (W-statistic fits)"
+    )
     args = parser.parse_args(argv)
 
-    job = _job()
+    background = None
+    if args.background:
+        import tempfile
+
+        background = os.path.join(tempfile.mkdtemp(prefix="xrmod-bench-"), "bkg.pha")
+        write_background(background)
+    job = _job(background)
     grid = job.grid
     per_unit = grid.points_per_theta
     n_units = min(grid.n_units(), max(1, math.ceil(args.n / per_unit)))
@@ -199,18 +246,22 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
 
     phases: list[tuple[str, dict[str, Any] | None]] = []
-    native = _in_child(run_engine, "native", units, args.repeat)
+    native = _in_child(run_engine, "native", units, args.repeat, background)
     phases.append(("native", native))
     if args.reference > 0:
-        phases.append(("reference (NumPy)", _in_child(run_engine, "reference", ref_units)))
-    phases.append(("Sherpa, tight", _in_child(run_sherpa, True, args.sherpa_cache, units)))
+        ref = _in_child(run_engine, "reference", ref_units, 1, background)
+        phases.append(("reference (NumPy)", ref))
+    tight = _in_child(run_sherpa, True, args.sherpa_cache, units, background)
+    phases.append(("Sherpa, tight", tight))
     if not args.no_sherpa_defaults:
-        phases.append(("Sherpa, defaults", _in_child(run_sherpa, False, args.sherpa_cache, units)))
+        defaults = _in_child(run_sherpa, False, args.sherpa_cache, units, background)
+        phases.append(("Sherpa, defaults", defaults))
 
     native_ms = 1e3 * native["run"] / len(native["points"])
     print(
         f"xrmod engine benchmark: default job (bundled XMM-pn, {job.config.source.model}, "
-        f"{job.config.library.noise}), {len(native['points'])} points in {len(units)} units "
+        f"{job.config.library.noise}{', background: W-stat' if background else ''}), "
+        f"{len(native['points'])} points in {len(units)} units "
         f"of {per_unit}; Sherpa cache: {args.sherpa_cache}; "
         f"load avg {load:.2f} on {os.cpu_count()} CPUs"
     )

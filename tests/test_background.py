@@ -374,3 +374,43 @@ def test_poisson_pulls_with_background_are_standard(responses, tmp_path):
     summary = f"mean {pulls.mean():.3f}, std {pulls.std(ddof=1):.3f}"
     assert abs(pulls.mean()) < 0.2, summary
     assert 0.8 < pulls.std(ddof=1) < 1.25, summary
+
+
+def test_xrmod_gen_with_background(tmp_path, background_file):
+    """`xrmod-gen` with a background writes a complete library that records it."""
+    import shutil
+    import subprocess
+
+    import h5py
+
+    out = tmp_path / "lib.h5"
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(
+        f"""
+[library]
+output = "{out}"
+[instrument]
+background = "{background_file}"
+backscal = {SOURCE_BACKSCAL}
+[source]
+temperatures = [2.0, 5.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+amp = [0.0, 0.2]
+mu = 1.5
+sigma = 0.5
+"""
+    )
+    exe = shutil.which("xrmod-gen")
+    assert exe, "xrmod-gen is not on PATH: is xrmod installed?"
+    proc = subprocess.run(
+        [exe, str(cfg), "--no-progress"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out, "r") as f:
+        assert (f["LIBRARY/status"][()] == Status.OK).all()
+        assert np.isfinite(f["LIBRARY/results_modified"][()]).all()
+        assert f.attrs["background"] == str(background_file)
+        assert len(f.attrs["background_sha256"]) == 64
+        assert f.attrs["backscal"] == SOURCE_BACKSCAL

@@ -10,10 +10,14 @@ code  meaning
 2     bad input: config, FITS file, modifier parameters, an existing
       or unwritable output, ``--writer mpio`` without parallel h5py,
       ``--resume`` of a library from another config (no work done)
-3     an engine cannot run (e.g. its model library is missing)
+3     an engine cannot run (e.g. its model library is missing);
+      ``xrmod check-engines``: an engine it was asked to compare is
+      unavailable here (e.g. PyXSPEC): the others ran, nothing passed
 4     the run stopped on a fatal error on some rank (a failed write,
       an unexpected error outside the engine); every finished unit
       is kept: ``--resume`` continues
+5     ``xrmod check-engines``: the engines disagree beyond
+      ``--tolerance`` at some point
 130   interrupted by SIGINT (Ctrl-C): finished units kept, ``--resume``
 143   interrupted by SIGTERM (e.g. a batch time limit): same
 ====  ==============================================================
@@ -34,6 +38,8 @@ from xrmod import __version__
 from xrmod.errors import XrmodError
 
 __all__ = [
+    "EXIT_DISAGREE",
+    "EXIT_ENGINE",
     "EXIT_INPUT",
     "EXIT_INTERNAL",
     "EXIT_OK",
@@ -47,7 +53,9 @@ __all__ = [
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_INPUT = 2
+EXIT_ENGINE = 3
 EXIT_RUN = 4
+EXIT_DISAGREE = 5
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -185,6 +193,30 @@ def _info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_engines(args: argparse.Namespace) -> int:
+    from xrmod.check import check_engines
+
+    report = check_engines(
+        args.config, engines=args.engines, points=args.points, tolerance=args.tolerance
+    )
+    print(report.format())
+    return {"agree": EXIT_OK, "unavailable": EXIT_ENGINE, "disagree": EXIT_DISAGREE}[report.outcome]
+
+
+_CHECK_EPILOG = """\
+Noise is forced to "asimov" for the check: the same seed does not give the same
+Poisson draw in two engines, the expected spectrum is the same for all of them.
+sigma = (kT_hi - kT_lo) / (2 sqrt(fit.error_delta)) from the fitted interval.
+
+exit codes:
+  0  every point agrees within --tolerance
+  2  bad input (config, --engines, --points, --tolerance)
+  3  an engine could not run here (e.g. xspec without PyXSPEC): the others ran
+     and are printed, but the check did not pass
+  5  the engines disagree beyond --tolerance at some point (wins over 3)
+"""
+
+
 def _main_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xrmod", description="xrmod tools")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -202,6 +234,38 @@ def _main_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a library file")
     p.add_argument("file", help="HDF5 library")
     p.set_defaults(func=_info)
+
+    from xrmod.check import DEFAULT_ENGINES, DEFAULT_POINTS, DEFAULT_TOLERANCE
+
+    p = sub.add_parser(
+        "check-engines",
+        help="compare engines (native, xspec, reference) on a few grid points",
+        description="Run a few grid points of CONFIG through two or more engines on Asimov\n"
+        "spectra and print their fitted temperatures side by side; the first engine\n"
+        "that runs is the baseline the others are compared with.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", help="TOML file (default: the embedded config)")
+    p.add_argument(
+        "--engines",
+        default=",".join(DEFAULT_ENGINES),
+        help="comma-separated engines: native, xspec, reference (the NumPy oracle) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--points",
+        type=int,
+        default=DEFAULT_POINTS,
+        help="grid points to run, spread over the grid (default: %(default)s)",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="largest difference that agrees, in sigma (default: %(default)s)",
+    )
+    p.set_defaults(func=_check_engines)
 
     for p in sub.choices.values():
         _common_flags(p)

@@ -83,7 +83,9 @@ class ModifierError(InputError):
 
 
 class EngineError(XrmodError, RuntimeError):
-    """An engine cannot be prepared (missing model library, unusable model)."""
+    """An engine cannot be prepared (missing model library, unusable model): exit code 3."""
+
+    exit_code = 3
 
 
 class RunError(XrmodError, RuntimeError):

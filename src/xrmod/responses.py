@@ -1209,7 +1209,8 @@ def write_pha(
 
     ``COUNTS`` is written as float64 (``POISSERR = T``), so non-integer
     (e.g. Asimov) counts round-trip exactly; ``BACKSCAL``, ``AREASCAL``,
-    ``BACKFILE``, ``RESPFILE`` and ``ANCRFILE`` are keywords.
+    ``BACKFILE``, ``RESPFILE`` and ``ANCRFILE`` are keywords, and ``TLMIN1``/
+    ``TLMAX1`` give the channel numbering (0- or 1-based, as the RMF's).
 
     Raises
     ------
@@ -1255,6 +1256,9 @@ def write_pha(
     h["ANCRFILE"] = (ancillary_file, "ancillary response")
     h["CHANTYPE"] = ("PI", "channel type")
     h["DETCHANS"] = (int(chan.size), "number of channels")
+    if chan.size:
+        h["TLMIN1"] = (int(chan.min()), "first channel number")
+        h["TLMAX1"] = (int(chan.max()), "last channel number")
     h["POISSERR"] = (True, "Poisson errors apply")
     h["SYS_ERR"] = (0.0, "no systematic error")
     h["GROUPING"] = (0, "no grouping")

@@ -2,7 +2,10 @@
 
 Two engines share :class:`~xrmod.engines.base.Engine`: ``native`` (compiled,
 fast) and ``xspec`` (PyXSPEC, inside HEASoft). They are loaded lazily by name so
-that importing xrmod never imports an engine's heavy dependencies.
+that importing xrmod never imports an engine's heavy dependencies (PyXSPEC is
+imported by ``XspecEngine.prepare`` only). The reference engine
+(:mod:`xrmod.engines.reference`, the NumPy oracle) is not selectable in a
+configuration; ``xrmod check-engines`` can compare against it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ __all__ = ["ENGINES", "Engine", "get_engine"]
 #: Engine name -> "module:class", imported only when asked for.
 ENGINES = {
     "native": "xrmod.engines.native:NativeEngine",
+    "xspec": "xrmod.engines.xspec:XspecEngine",
 }
 
 

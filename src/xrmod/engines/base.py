@@ -62,3 +62,6 @@ class Engine(ABC):
     @abstractmethod
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Compute every point of *unit*; failures become status codes, not exceptions."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
+        """Release what :meth:`prepare` acquired (scratch files); the driver calls it last."""

@@ -1,0 +1,603 @@
+"""The ``xspec`` engine: XSPEC itself, through PyXSPEC, inside HEASoft.
+
+The seed pipeline's own path, made batch-safe. PyXSPEC is imported here only,
+and only by :meth:`XspecEngine.prepare`: importing this module never needs
+HEASoft. XSPEC is one session per process, so one prepared engine owns it at a
+time (a second engine taking it over makes the first set the session up
+again before its next unit).
+
+* **Per process** (:meth:`~XspecEngine.prepare`): ``Xset.chatter = 0``,
+  ``Xset.logChatter = 0``, ``Xset.allowPrompting = False``, the abundance and
+  cross-section tables of ``[source]``, ``Fit.statMethod = "cstat"`` (with a
+  background XSPEC's cstat is the W-statistic), ``Fit.query = "no"`` (a fit
+  that has not converged after ``Fit.nIterations`` stops instead of prompting
+  or looping; its error search then finds a new minimum, see below). A
+  private scratch directory (``tempfile.mkdtemp``) receives a copy of the
+  original ARF and a template source spectrum (zero counts, ``EXPOSURE``,
+  ``BACKSCAL`` = ``instrument.backscal``, channels of the RMF), which is loaded
+  once with the RMF, the original ARF and the background: the RMF is read
+  once per process. The model ``ABS*EMIS`` of the job has nH, redshift and
+  abundance frozen at the config's values, kT and norm free, kT's soft and
+  hard limits at ``fit.kt_limits``.
+* **Per work unit** (one θ): the modified ARF A′ is written to the scratch
+  directory (one file per unit) and removed when the unit ends.
+* **Per point**: ``Xset.seed`` from the point's flat index
+  (:func:`point_seed`), A′ loaded, kT and norm set to the truth,
+  ``AllData.fakeit(1, FakeitSettings(background, exposure), applyStats=noise
+  != "asimov", noWrite=True)`` (a fake based on the loaded spectrum keeps its
+  response, so the RMF is not read again), the band noticed by channel
+  number (exactly the channels :meth:`xrmod.responses.RMF.band_channels`
+  selects: XSPEC numbers a spectrum's channels from 1 in file order), then
+  the fit with the original ARF (T1) and, after swapping the ARF back to A′,
+  the fit with A′ (T1′). Each fit starts at the true kT and the simulated
+  norm, runs ``Fit.perform()`` and ``Fit.error("stopat N tol maximum R
+  <error_delta> <kT index>")``.
+
+XSPEC's error string (nine letters T/F; XSPEC manual, ``tclout error``) becomes
+the fit's status (:func:`interpret_error`):
+
+=====================================  =====================================
+flag                                   outcome
+=====================================  =====================================
+new minimum found                      fit and error run again (up to
+                                       :data:`NEW_MINIMUM_RETRIES` times);
+                                       still set: ``FIT_FAILED``
+non-monotonicity detected, the         ``FIT_FAILED``: all three values NaN
+minimization may have run into a
+problem, reduced statistic too high
+hit hard lower (upper) limit, or the   ``BOUND_AT_LIMIT``: that bound NaN,
+best fit pegged at a kT limit          the other kept when valid
+search failed in −ve (+ve) direction   ``FIT_FAILED`` (without a limit flag)
+parameter was frozen (not at a limit)  ``FIT_FAILED``
+=====================================  =====================================
+
+A point's status is the worse of its two fits' (``ERROR`` < ``FIT_FAILED`` <
+``BOUND_AT_LIMIT`` < ``OK``); any exception XSPEC raises inside a point makes
+that point ``ERROR`` with NaN results, logged, and the unit goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xrmod.engines.base import Engine
+from xrmod.errors import ConfigError, EngineError, XrmodError
+from xrmod.library import EXTRAS, UnitResult
+from xrmod.responses import write_pha
+from xrmod.status import Status
+
+if TYPE_CHECKING:
+    from xrmod.grid import WorkUnit
+    from xrmod.job import Job
+    from xrmod.responses import RMF
+
+__all__ = [
+    "ERROR_FLAGS",
+    "MISSING_PYXSPEC",
+    "NEW_MINIMUM_RETRIES",
+    "XspecEngine",
+    "band_ignore_ranges",
+    "channel_ranges",
+    "interpret_error",
+    "point_seed",
+]
+
+log = logging.getLogger(__name__)
+
+#: The message of the :class:`~xrmod.errors.EngineError` raised where PyXSPEC does not import.
+MISSING_PYXSPEC = (
+    "engine 'xspec' needs PyXSPEC (HEASoft); run inside the xrmod container "
+    'or use engine = "native"'
+)
+
+#: The nine flags of XSPEC's error string, in order (XSPEC manual, ``tclout error``).
+ERROR_FLAGS = (
+    "new minimum found",
+    "non-monotonicity detected",
+    "minimization may have run into problem",
+    "hit hard lower limit",
+    "hit hard upper limit",
+    "parameter was frozen",
+    "search failed in -ve direction",
+    "search failed in +ve direction",
+    "reduced chi-squared too high",
+)
+_NEW_MINIMUM, _NON_MONOTONIC, _MINIMIZATION, _HARD_LOWER, _HARD_UPPER = range(5)
+_FROZEN, _SEARCH_LOWER, _SEARCH_UPPER, _TOO_HIGH = range(5, 9)
+_FAILED_FLAGS = (_NEW_MINIMUM, _NON_MONOTONIC, _MINIMIZATION, _TOO_HIGH)
+
+#: Times fit + error run again when the error search found a new minimum.
+NEW_MINIMUM_RETRIES = 3
+#: ``Fit.nIterations``: Levenberg-Marquardt trials before a fit stops (``Fit.query = "no"``).
+FIT_ITERATIONS = 1000
+#: ``Fit.criticalDelta``: statistic change that ends a fit (XSPEC's default is 0.01).
+FIT_CRITICAL_DELTA = 1.0e-4
+#: ``error stopat <trials> <tolerance>``: the bound search's trials and statistic tolerance.
+ERROR_TRIALS = 1000
+ERROR_TOLERANCE = 1.0e-3
+#: ``error maximum <redstat>``: never refuse a bound for a large reduced statistic.
+ERROR_MAX_REDUCED = 1.0e6
+#: Relative distance to a kT limit within which a best fit counts as pegged there.
+PEG_RTOL = 1.0e-6
+#: Initial fit step of kT and norm, relative to their starting values.
+_STEP = 0.01
+#: XSPEC's default hard limits of an additive model's norm.
+_NORM_LIMITS = (0.0, 1.0e24)
+
+#: Parameters of the supported model components, in XSPEC's order (its model.dat).
+_COMPONENT_PARAMETERS = {
+    "tbabs": ("nH",),
+    "phabs": ("nH",),
+    "wabs": ("nH",),
+    "bremss": ("kT",),
+    "zbremss": ("kT", "Redshift"),
+    "apec": ("kT", "Abundanc", "Redshift"),
+}
+
+_SEVERITY = (Status.ERROR, Status.FIT_FAILED, Status.BOUND_AT_LIMIT, Status.OK)
+
+# The engine whose set-up the (process-wide) XSPEC session holds.
+_session_owner: weakref.ref | None = None
+
+
+def _worst(*codes: Status) -> Status:
+    """The most severe of a point's fit outcomes."""
+    return min(codes, key=_SEVERITY.index)
+
+
+def point_seed(seed: int, flat_index: int) -> int:
+    """``Xset.seed`` of one point: a positive 31-bit int from ``SeedSequence((seed, flat_index))``.
+
+    The same entropy as the native engine's Poisson stream of that point, so
+    a point's draw depends on (seed, flat index) only, never on the rank or
+    the order of work (XSPEC's own generator, so not the same draw).
+    """
+    state = np.random.SeedSequence((int(seed), int(flat_index))).generate_state(1, np.uint32)
+    return int(state[0]) % (2**31 - 1) + 1
+
+
+def channel_ranges(positions: np.ndarray) -> str:
+    """XSPEC channel ranges (``"3-7 9 12-20"``) covering the sorted 1-based *positions*."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.size == 0:
+        return ""
+    breaks = np.flatnonzero(np.diff(positions) != 1)
+    starts = np.concatenate([positions[:1], positions[breaks + 1]])
+    stops = np.concatenate([positions[breaks], positions[-1:]])
+    return " ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts, stops, strict=True))
+
+
+def band_ignore_ranges(rmf: RMF, band: tuple[float, float]) -> tuple[str, int]:
+    """The channels to ``ignore`` so that XSPEC fits the band, and how many remain.
+
+    XSPEC numbers a spectrum's channels from 1 in file order, whatever the
+    first channel number (``TLMIN``), so channel column j is XSPEC channel
+    j + 1; the channels kept are those of :meth:`RMF.band_channels`.
+    """
+    mask = rmf.band_channels(*band)
+    return channel_ranges(np.flatnonzero(~mask) + 1), int(mask.sum())
+
+
+def interpret_error(
+    best: float, error: tuple[float, float, str], limits: tuple[float, float]
+) -> tuple[np.ndarray, Status]:
+    """[kT_lo, kT_fit, kT_hi] and status from a best fit and XSPEC's error result.
+
+    Parameters
+    ----------
+    best : float
+        Best-fit kT (keV).
+    error : tuple
+        ``Parameter.error`` after ``Fit.error``: (lower bound, upper bound,
+        the nine-letter T/F string of :data:`ERROR_FLAGS`).
+    limits : tuple of float
+        The kT hard limits of the fit (``fit.kt_limits``).
+
+    Returns
+    -------
+    values : numpy.ndarray
+        (3,) float64; NaN where there is no valid value.
+    status : Status
+        See the module docstring's table.
+    """
+    nan = np.full(3, np.nan)
+    lo, hi, flags = error
+    flags = str(flags).strip().upper()
+    if len(flags) != len(ERROR_FLAGS) or set(flags) - {"T", "F"}:
+        log.error("unreadable XSPEC error string %r", flags)
+        return nan, Status.ERROR
+    on = {i for i, c in enumerate(flags) if c == "T"}
+    best, lo, hi = float(best), float(lo), float(hi)
+    if not math.isfinite(best) or on.intersection(_FAILED_FLAGS):
+        return nan, Status.FIT_FAILED
+    k_lo, k_hi = limits
+    pegged_lo = best <= k_lo * (1.0 + PEG_RTOL)
+    pegged_hi = best >= k_hi * (1.0 - PEG_RTOL)
+    pegged = pegged_lo or pegged_hi
+    if _FROZEN in on and not pegged:
+        return nan, Status.FIT_FAILED
+    out = np.array([lo, best, hi])
+    status = Status.OK
+    searched = _FROZEN not in on  # XSPEC searches no bound of a frozen (pegged) parameter
+    sides = (
+        (0, _HARD_LOWER, _SEARCH_LOWER, pegged_lo, searched and k_lo <= lo < best),
+        (2, _HARD_UPPER, _SEARCH_UPPER, pegged_hi, searched and best < hi <= k_hi),
+    )
+    for column, hard, search, at_limit, valid in sides:
+        if hard in on or at_limit:
+            out[column] = np.nan
+            status = Status.BOUND_AT_LIMIT
+        elif valid and search not in on:
+            continue
+        elif pegged:  # the other side of a pegged fit: no bound, the limit is the cause
+            out[column] = np.nan
+        else:
+            return nan, Status.FIT_FAILED
+    return out, status
+
+
+def _write_template(path: Path, rmf: RMF, *, exposure: float, backscal: float) -> None:
+    """A source spectrum with zero counts that fakeit replaces (OGIP/92-007, type I).
+
+    It carries what fakeit takes from a loaded spectrum: the channels, the
+    response (set after loading), ``EXPOSURE`` and ``BACKSCAL``.
+    """
+    write_pha(
+        path,
+        rmf.channels,
+        np.zeros(rmf.channels.size),
+        exposure=exposure,
+        backscal=backscal,
+        telescope=rmf.telescope,
+        instrument=rmf.instrument,
+        overwrite=True,
+    )
+
+
+def _import_xspec() -> Any:
+    try:
+        import xspec
+    except (ImportError, OSError) as e:
+        raise EngineError(f"{MISSING_PYXSPEC} (import xspec: {e})") from e
+    return xspec
+
+
+class XspecEngine(Engine):
+    """PyXSPEC engine (see the module docstring).
+
+    Call :meth:`close` (or let the engine be garbage-collected) to remove its
+    scratch directory.
+
+    Attributes
+    ----------
+    error_command : str
+        The argument of every ``Fit.error`` call (set by :meth:`prepare`).
+    """
+
+    name = "xspec"
+
+    def __init__(self) -> None:
+        self._xspec: Any = None
+        self._scratch: Path | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._loaded_arf: str | None = None
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self, job: Job) -> None:
+        """Import PyXSPEC, configure the session, load the response once.
+
+        Raises
+        ------
+        xrmod.errors.EngineError
+            PyXSPEC does not import here, or XSPEC fails to load the response.
+        xrmod.errors.ConfigError
+            The model evaluates to zeros (e.g. apec without atomic data).
+        """
+        xspec = _import_xspec()
+        self.close()  # a second prepare starts afresh
+        try:
+            self._prepare(xspec, job)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, xspec: Any, job: Job) -> None:
+        from xrmod.models import parse_expression
+        from xrmod.responses import write_arf, write_rmf
+
+        cfg = job.config
+        src = cfg.source
+        self._xspec = xspec
+        self._job = job
+        absorber, emission = parse_expression(src.model)
+        self._expression = f"{absorber}*{emission}"
+        names = [*_COMPONENT_PARAMETERS[absorber], *_COMPONENT_PARAMETERS[emission], "norm"]
+        self._index = {name: i + 1 for i, name in enumerate(names)}  # XSPEC counts from 1
+        if "Redshift" not in self._index and src.redshift != 0.0:
+            raise ConfigError(
+                f"{emission} has no redshift (got {src.redshift:g}); use z{emission} "
+                "or set redshift = 0",
+                path=cfg.source_path,
+                key="source.redshift",
+            )
+        self._frozen = {"nH": src.nH, "Redshift": src.redshift, "Abundanc": src.abundance}
+        self._temps = np.asarray(job.grid.temperatures, dtype=np.float64)
+        self._kt_limits = tuple(float(v) for v in cfg.fit.kt_limits)
+        self._norm = float(src.norm)
+        self._exposure = float(cfg.instrument.exposure)
+        self._seed = int(cfg.library.seed)
+        self._asimov = cfg.library.noise == "asimov"
+        delta = float(cfg.fit.error_delta)
+        self.error_command = (
+            f"stopat {ERROR_TRIALS} {ERROR_TOLERANCE:g} maximum {ERROR_MAX_REDUCED:g} "
+            f"{delta!r} {self._index['kT']}"
+        )
+        self._ignore, self._n_band = band_ignore_ranges(job.rmf, cfg.instrument.band)
+        self._energies = np.asarray(job.arf.energies, dtype=np.float64)
+        self._arf = np.asarray(job.arf.specresp, dtype=np.float64)
+
+        scratch = Path(tempfile.mkdtemp(prefix=f"xrmod-xspec-{os.getpid()}-"))
+        self._scratch = scratch
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(scratch), ignore_errors=True)
+        arf = job.arf
+        self._original_arf = str(scratch / "original.arf")
+        write_arf(
+            self._original_arf,
+            arf.energ_lo,
+            arf.energ_hi,
+            arf.specresp,
+            telescope=arf.telescope,
+            instrument=arf.instrument,
+        )
+        rmf = job.rmf
+        if rmf.path is not None:
+            self._rmf = str(rmf.path)
+        else:  # built in memory: XSPEC needs a file
+            self._rmf = str(scratch / "response.rmf")
+            write_rmf(
+                self._rmf,
+                rmf.energ_lo,
+                rmf.energ_hi,
+                rmf.matrix,
+                rmf.e_min,
+                rmf.e_max,
+                first_channel=rmf.first_channel,
+                telescope=rmf.telescope,
+                instrument=rmf.instrument,
+            )
+        self._background = str(job.background.path) if job.background is not None else ""
+        self._template = str(scratch / "template.pha")
+        _write_template(
+            Path(self._template),
+            rmf,
+            exposure=self._exposure,
+            backscal=float(cfg.instrument.backscal),
+        )
+        self._fake_name = str(scratch / "fake.pha")
+        self._activate()
+        log.debug(
+            "xspec engine: %s, %d band channels, scratch %s",
+            self._expression,
+            self._n_band,
+            scratch,
+        )
+
+    def _activate(self) -> None:
+        """Set the XSPEC session up for this engine: settings, spectrum, response, model."""
+        global _session_owner
+        xs = self._xspec
+        try:
+            xs.Xset.chatter = 0
+            xs.Xset.logChatter = 0
+            xs.Xset.allowPrompting = False
+            src = self._job.config.source
+            xs.Xset.abund = src.abundance_table
+            xs.Xset.xsect = src.cross_sections
+            xs.Fit.statMethod = "cstat"
+            xs.Fit.query = "no"
+            xs.Fit.nIterations = FIT_ITERATIONS
+            xs.Fit.criticalDelta = FIT_CRITICAL_DELTA
+            xs.AllData.clear()
+            xs.AllModels.clear()
+            spectrum = xs.Spectrum(self._template)
+            spectrum.response = self._rmf  # the one read of the RMF
+            spectrum.response.arf = self._original_arf
+            self._loaded_arf = self._original_arf
+            if self._background:
+                spectrum.background = self._background
+            self._model = xs.Model(self._expression)
+            for name, value in self._frozen.items():
+                if name in self._index:
+                    par = self._model(self._index[name])
+                    par.values = float(value)
+                    par.frozen = True
+            self._set_start(float(self._temps[0]))
+            self._notice(spectrum)
+            noticed = len(spectrum.noticed)
+            flux = np.asarray(self._model.values(1), dtype=np.float64)
+        except XrmodError:
+            raise
+        except Exception as e:
+            raise EngineError(f"XSPEC could not set up the job: {e}") from e
+        if noticed != self._n_band:
+            raise EngineError(
+                f"XSPEC notices {noticed} channels in the band, xrmod selects {self._n_band}"
+            )
+        if not (np.isfinite(flux).all() and flux.any()):
+            raise ConfigError(
+                f"{self._expression} evaluates to zeros or non-finite values in XSPEC "
+                f"(kT = {self._temps[0]:g} keV); apec needs HEASoft's atomic data",
+                path=self._job.config.source_path,
+                key="source.model",
+            )
+        _session_owner = weakref.ref(self)
+
+    def close(self) -> None:
+        """Release the XSPEC session (if this engine holds it) and remove the scratch directory."""
+        global _session_owner
+        if _session_owner is not None and _session_owner() is self:
+            try:
+                self._xspec.AllData.clear()
+                self._xspec.AllModels.clear()
+            except Exception:
+                log.warning("XSPEC failed to clear its data and models", exc_info=True)
+            _session_owner = None
+        if self._finalizer is not None:
+            self._finalizer()  # removes the scratch directory (once)
+            self._finalizer = None
+        self._loaded_arf = None
+
+    @property
+    def scratch(self) -> Path | None:
+        """The engine's scratch directory (None before prepare and after close)."""
+        return self._scratch if self._finalizer is not None else None
+
+    # ------------------------------------------------------------------ XSPEC steps
+
+    def _set_start(self, kt: float) -> None:
+        """Put kT and norm at the simulated truth (every fit's start), kT's limits as configured."""
+        lo, hi = self._kt_limits
+        self._model(self._index["kT"]).values = [kt, _STEP * kt, lo, lo, hi, hi]
+        n_lo, n_hi = _NORM_LIMITS
+        norm = self._norm
+        self._model(self._index["norm"]).values = [norm, _STEP * norm, n_lo, n_lo, n_hi, n_hi]
+
+    def _notice(self, spectrum: Any) -> None:
+        spectrum.notice("all")
+        if self._ignore:
+            spectrum.ignore(self._ignore)
+
+    def _use_arf(self, path: str) -> None:
+        if self._loaded_arf != path:
+            self._xspec.AllData(1).response.arf = path
+            self._loaded_arf = path
+
+    def _fit(self, kt_true: float) -> tuple[np.ndarray, float, float, Status]:
+        """Fit the loaded spectrum from the truth: [kT_lo, kT_fit, kT_hi], norm, C, status."""
+        xs = self._xspec
+        kt = self._model(self._index["kT"])
+        norm = self._model(self._index["norm"])
+        self._set_start(kt_true)
+        for _ in range(NEW_MINIMUM_RETRIES + 1):
+            xs.Fit.perform()
+            best = float(kt.values[0])
+            fitted_norm = float(norm.values[0])
+            statistic = float(xs.Fit.statistic)
+            xs.Fit.error(self.error_command)
+            error = tuple(kt.error)
+            if not str(error[2]).strip().upper().startswith("T"):
+                break
+        values, status = interpret_error(best, error, self._kt_limits)
+        return values, fitted_norm, statistic, status
+
+    # ------------------------------------------------------------------ run
+
+    def _modified_arf(self, unit: WorkUnit) -> tuple[Status, str | None]:
+        """Status of θ's modified ARF and the file it was written to (None unless OK)."""
+        from xrmod.responses import write_arf
+
+        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
+        modified = self._job.family.apply(self._energies, self._arf, params)
+        status = Status(int(modified.status[0]))
+        if status != Status.OK:
+            return status, None
+        arf = self._job.arf
+        path = str(self._scratch / f"theta{unit.theta}.arf")
+        write_arf(
+            path,
+            arf.energ_lo,
+            arf.energ_hi,
+            modified.values[0],
+            telescope=arf.telescope,
+            instrument=arf.instrument,
+            overwrite=True,
+        )
+        return Status.OK, path
+
+    def _point(self, flat: int, arf_path: str) -> tuple[Status, dict[str, Any]]:
+        """Simulate and fit one point; returns its status and values."""
+        xs = self._xspec
+        kt_true = float(self._temps[flat % self._temps.size])
+        xs.Xset.seed = point_seed(self._seed, flat)
+        self._use_arf(arf_path)  # simulate with the modified ARF
+        self._set_start(kt_true)
+        xs.AllData.fakeit(
+            1,
+            xs.FakeitSettings(
+                background=self._background, exposure=self._exposure, fileName=self._fake_name
+            ),
+            applyStats=not self._asimov,
+            noWrite=True,
+        )
+        spectrum = xs.AllData(1)
+        self._notice(spectrum)
+        per_channel = np.asarray(spectrum.values, dtype=np.float64) * float(spectrum.exposure)
+        if not self._asimov:  # XSPEC holds rates: give the Poisson draws back as integers
+            per_channel = np.rint(per_channel)
+        counts = float(per_channel.sum())
+        if not counts > 0:
+            return Status.NO_COUNTS, {"counts": counts}
+        self._use_arf(self._original_arf)
+        r0, n0, c0, s0 = self._fit(kt_true)
+        self._use_arf(arf_path)
+        r1, n1, c1, s1 = self._fit(kt_true)
+        values = {
+            "results": r0,
+            "results_modified": r1,
+            "norm": n0,
+            "norm_modified": n1,
+            "cstat": c0,
+            "cstat_modified": c1,
+            "counts": counts,
+        }
+        return _worst(s0, s1), values
+
+    def run_unit(self, unit: WorkUnit) -> UnitResult:
+        """Write θ's modified ARF, then simulate and fit each point of the unit."""
+        if self._finalizer is None:
+            raise EngineError("the xspec engine is not prepared (call prepare first)")
+        n = unit.size
+        results = np.full((n, 3), np.nan)
+        results_mod = np.full((n, 3), np.nan)
+        status = np.zeros(n, dtype=np.int8)
+        extras = {name: np.full(n, np.nan) for name in EXTRAS}
+
+        arf_path = None
+        try:
+            if _session_owner is None or _session_owner() is not self:
+                self._activate()
+            arf_status, arf_path = self._modified_arf(unit)
+        except Exception:
+            log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
+            arf_status = Status.ERROR
+        if arf_status != Status.OK or arf_path is None:
+            status[:] = arf_status
+            return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+        try:
+            for i, flat in enumerate(range(unit.start, unit.stop)):
+                try:
+                    code, values = self._point(flat, arf_path)
+                except Exception:
+                    log.exception("point %d failed in XSPEC", flat)
+                    status[i] = Status.ERROR
+                    self._loaded_arf = None  # unknown after a failure: load again
+                    continue
+                status[i] = code
+                results[i] = values.get("results", np.nan)
+                results_mod[i] = values.get("results_modified", np.nan)
+                for name in EXTRAS:
+                    extras[name][i] = values.get(name, np.nan)
+        finally:
+            self._loaded_arf = None  # its file goes now: load the next one afresh
+            Path(arf_path).unlink(missing_ok=True)
+        return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
