@@ -17,9 +17,9 @@ __all__ = ["Engine", "simulate"]
 
 def simulate(
     expected: np.ndarray,
+    flat_index: int,
     *,
     seed: int,
-    flat_index: int,
     asimov: bool,
     background: BandBackground | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -30,7 +30,8 @@ def simulate(
     expected + α B and a new background spectrum is drawn with mean B (XSPEC's
     fakeit also simulates a new background); Asimov data are those means.
     Draws come from ``default_rng(SeedSequence((seed, flat_index)))``, source
-    first: a point's data depend on nothing else.
+    first: a point's data depend on nothing else. Engines bind the job's
+    settings once (``functools.partial``) and call it with (expected, flat_index).
     """
     mean = expected if background is None else expected + background.alpha * background.counts
     bkg_mean = None if background is None else background.counts

@@ -58,6 +58,7 @@ channels), the per-θ arrays (correction knots × channels).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -571,6 +572,9 @@ class NativeEngine(Engine):
         self._background = job.band_background()
         if self._background is not None and self._background.counts.size != self._n_channel:
             raise ValueError("background and response disagree on the band channels")
+        self._simulate = functools.partial(
+            simulate, seed=self._seed, asimov=self._asimov, background=self._background
+        )
 
         src = cfg.source
         model = load_model(
@@ -684,16 +688,6 @@ class NativeEngine(Engine):
         )
 
     # ------------------------------------------------------------------ run
-
-    def _simulate(self, expected: np.ndarray, flat: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The point's (source counts, background counts): :func:`~xrmod.engines.base.simulate`."""
-        return simulate(
-            expected,
-            seed=self._seed,
-            flat_index=flat,
-            asimov=self._asimov,
-            background=self._background,
-        )
 
     def _fit(
         self, tables, counts: np.ndarray, bkg: np.ndarray | None, t: int

@@ -24,6 +24,7 @@ configuration).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -212,6 +213,9 @@ class ReferenceEngine(Engine):
         self._delta = cfg.fit.error_delta
         self._job = job
         self._background = job.band_background()
+        self._simulate = functools.partial(
+            simulate, seed=self._seed, asimov=self._asimov, background=self._background
+        )
         self._alpha = None if self._background is None else self._background.alpha
         self._original = _Fitter(
             self.fold, self._arf[rows], self._log_limits, self._delta, self._alpha
@@ -222,16 +226,6 @@ class ReferenceEngine(Engine):
         """Expected counts per band channel for norm 1: exposure · Rᵀ (A ⊙ S_kT)."""
         flux = self._model.photon_flux(self._energ_lo, self._energ_hi, kt, **self._model_kwargs)
         return self._exposure * (self._fold_matrix @ (arf * flux))
-
-    def _simulate(self, expected: np.ndarray, flat: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The point's (source counts, background counts): :func:`~xrmod.engines.base.simulate`."""
-        return simulate(
-            expected,
-            seed=self._seed,
-            flat_index=flat,
-            asimov=self._asimov,
-            background=self._background,
-        )
 
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Modify the ARF for the unit's θ, then simulate and fit each of its points."""
