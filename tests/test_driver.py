@@ -6,6 +6,7 @@ inside an MPI job are in test_mpi_driver.py.
 
 import logging
 import sys
+import zlib
 
 import h5py
 import numpy as np
@@ -20,6 +21,8 @@ from xrmod.job import load_job
 from xrmod.library import EXTRAS, UnitResult, count_status, create_library, pending_units
 from xrmod.merge import (
     RankFileWriter,
+    _row_checksums,
+    _theta_runs,
     find_rank_files,
     merge_rank_files,
     rank_file_path,
@@ -287,6 +290,110 @@ def test_rank_file_takes_whole_theta_units_only(tmp_path):
             w.write(part)
 
 
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _rows_on_disk(path):
+    """Units a reader sees in a rank file that is still open for writing (SWMR)."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        return int((f["start"][()] >= 0).sum())
+
+
+def test_rank_file_keeps_units_in_memory_until_a_flush_is_due(tmp_path):
+    grid = _grid()
+    path = tmp_path / "r.h5"
+    clock = _Clock()
+    with RankFileWriter(path, grid, config_text="c", rank=0, flush_seconds=2.0, clock=clock) as w:
+        for theta, t in enumerate([0.5, 1.0, 1.9]):  # within 2 s of the start: buffered
+            clock.now = t
+            w.write(_unit(grid, theta, theta))
+        assert _rows_on_disk(path) == 0 and w.rows == 0
+        clock.now = 2.0  # 2 s since the last flush: this unit flushes all four
+        w.write(_unit(grid, 3, 3))
+        assert _rows_on_disk(path) == 4 and w.rows == 4
+        clock.now = 3.5
+        w.write(_unit(grid, 4, 4))
+        assert _rows_on_disk(path) == 4
+    assert _rows_on_disk(path) == 5  # close flushes the rest
+
+
+def test_rank_file_flushes_a_full_buffer_and_every_unit_with_zero_seconds(tmp_path):
+    grid = _grid()
+    clock = _Clock()
+    row = 2 * (24 + 24 + 1 + 8 * len(EXTRAS)) + 12  # bytes of one unit of 2 points
+    path = tmp_path / "full.h5"
+    with RankFileWriter(path, grid, config_text="c", rank=0, flush_bytes=3 * row, clock=clock) as w:
+        for theta in range(5):
+            w.write(_unit(grid, theta, theta))
+            assert _rows_on_disk(path) == 3 * ((theta + 1) // 3)
+    path = tmp_path / "zero.h5"
+    with RankFileWriter(path, grid, config_text="c", rank=0, flush_seconds=0, clock=clock) as w:
+        for theta in range(3):
+            w.write(_unit(grid, theta, theta))
+            assert _rows_on_disk(path) == theta + 1
+
+
+def test_a_unit_the_writer_refuses_leaves_the_buffer_unchanged(tmp_path):
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    path = rank_file_path(out, 0)
+    with RankFileWriter(path, grid, config_text="cfg", rank=0) as w:
+        w.write(_unit(grid, 0, 0))
+        bad = _unit(grid, 1, 1)
+        extras = dict(bad.extras)
+        extras["bogus"] = extras.pop("counts")
+        with pytest.raises(KeyError):
+            w.write(UnitResult(bad.start, bad.stop, bad.results, bad.results, bad.status, extras))
+        w.write(_unit(grid, 2, 2))
+    assert merge_rank_files(out, [path], grid, config_text="cfg").units == 2
+    assert pending_units(out, grid).tolist() == [1, 3, 4, 5]
+
+
+def test_row_checksum_is_the_crc_of_start_then_each_field():
+    # rank files written by earlier versions chained the CRC field by field
+    grid = _grid()
+    units = [_unit(grid, theta, 7 * theta) for theta in range(3)]
+    fields = {
+        "results": np.stack([u.results for u in units]),
+        "results_modified": np.stack([u.results_modified for u in units]),
+        "status": np.stack([u.status for u in units]),
+        **{name: np.stack([u.extras[name] for u in units]) for name in EXTRAS},
+    }
+    starts = np.array([u.start for u in units])
+    for i, u in enumerate(units):
+        crc = zlib.crc32(np.int64(u.start).tobytes())
+        values = (u.results, u.results_modified, u.status, *(u.extras[n] for n in EXTRAS))
+        dtypes = (np.float64, np.float64, np.int8, *(np.float64 for _ in EXTRAS))
+        for arr, dtype in zip(values, dtypes, strict=True):
+            crc = zlib.crc32(np.ascontiguousarray(arr, dtype=dtype).tobytes(), crc)
+        assert _row_checksums(starts, fields)[i] == crc
+
+
+def test_merge_writes_runs_of_theta_within_a_row_of_the_last_axis():
+    covered = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    assert _theta_runs(covered, 10, last=4) == [(10, 12), (13, 16), (16, 18)]
+    assert _theta_runs(np.ones(8, dtype=bool), 0, last=8) == [(0, 8)]
+
+
+def test_flush_seconds_from_the_environment(monkeypatch):
+    monkeypatch.delenv(driver.FLUSH_ENV, raising=False)
+    assert driver._flush_seconds() == 2.0
+    monkeypatch.setenv(driver.FLUSH_ENV, "0.5")
+    assert driver._flush_seconds() == 0.5
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv(driver.FLUSH_ENV, bad)
+        with pytest.raises(InputError, match="XRMOD_FLUSH_SECONDS must be a number of seconds"):
+            driver._flush_seconds()
+
+
 # --------------------------------------------------------------------------- under mpirun
 NATIVE_CONFIG = """\
 [library]
@@ -423,3 +530,20 @@ def test_a_dead_rank_ends_the_job_without_a_hang(tmp_path):
     proc = gen(2, str(cfg), "--resume", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert_same_library(ref, tmp_path / "lib.h5")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["run", "failed-write"])
+def test_engine_is_closed_after_the_run(fake, tmp_path, monkeypatch, fail):
+    """The driver lets the engine release its scratch files, also when the run fails."""
+    from fake_engine import FakeEngine
+
+    closed = []
+    monkeypatch.setattr(FakeEngine, "close", lambda self: closed.append(self), raising=False)
+    job = _job(tmp_path)
+    if fail:
+        fake.setenv("XRMOD_FAKE_BREAK_WRITER", "3")
+        with pytest.raises(RunError):
+            driver.run(job, progress=False)
+    else:
+        assert driver.run(job, progress=False) == 0
+    assert len(closed) == 1

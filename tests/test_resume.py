@@ -1,6 +1,7 @@
 """Interrupt a run (SIGTERM, SIGINT, SIGKILL of the whole job), resume it: identical library."""
 
 import os
+import re
 import signal
 
 import pytest
@@ -50,10 +51,10 @@ def _rank_pids(marks, ranks):
     return [int(p.suffix[1:]) for p in marks.glob("pid.*")]
 
 
-def _interrupt(proc, marks, ranks, how):
-    """Wait until a few units are done, then interrupt the job."""
+def _interrupt(proc, marks, ranks, how, after=6):
+    """Wait until *after* units are done, then interrupt the job."""
     pids = _rank_pids(marks, ranks) if ranks else [proc.pid]
-    wait_for(lambda: _units_done(marks) >= 6, what="some units to finish")
+    wait_for(lambda: _units_done(marks) >= after, what="some units to finish")
     if how == "sigkill":  # the whole job at once, launcher included
         for pid in [*descendants(proc.pid), proc.pid]:
             try:
@@ -115,6 +116,33 @@ def test_sigkill_of_the_whole_job_then_resume(tmp_path, reference, writer):
     stderr = _resume_and_compare(cfg, out, 2, writer, reference)
     if writer == "merge":
         assert "from 2 rank file(s) of an interrupted run" in stderr
+
+
+@needs_mpirun
+@pytest.mark.parametrize(("flush_seconds", "lost_per_rank"), [("0", 1), ("0.3", 5)])
+def test_sigkill_loses_at_most_the_units_of_the_flush_interval(
+    tmp_path, reference, flush_seconds, lost_per_rank
+):
+    # A unit takes >= 0.1 s: within 0.3 s a rank buffers at most 3 finished units,
+    # plus the one in flight; with 0 s only the unit in flight is lost.
+    if "merge" not in WRITERS:
+        pytest.skip("the merge writer is not available")
+    cfg, out, marks = _setup(tmp_path)
+    proc = start(
+        2,
+        str(cfg),
+        "--writer",
+        "merge",
+        XRMOD_FAKE_MARKS=str(marks),
+        XRMOD_FAKE_SLEEP="0.1",
+        XRMOD_FLUSH_SECONDS=flush_seconds,
+    )
+    _interrupt(proc, marks, 2, "sigkill", after=20)
+    done = _units_done(marks)
+    assert done < N_UNITS, "the job finished before the kill"
+    stderr = _resume_and_compare(cfg, out, 2, "merge", reference)
+    merged = int(re.search(r"merged (\d+) unit\(s\) from 2 rank file\(s\)", stderr)[1])
+    assert done - 2 * lost_per_rank <= merged <= done, (done, merged)
 
 
 def test_serial_sigint_then_resume(tmp_path, reference):

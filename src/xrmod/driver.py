@@ -17,9 +17,11 @@ Output paths (``--writer``; ``auto`` picks by ``h5py.get_config().mpi``):
 - ``mpio`` (h5py built with MPI): every rank opens the library with the
   ``mpio`` driver (creation and attributes collective) and writes its own
   units with independent I/O.
-- ``merge`` (serial h5py): each rank appends its units to a rank file; rank 0
-  merges them into the library with dask and removes them
-  (:mod:`xrmod.merge`).
+- ``merge`` (serial h5py): each rank appends its units to a rank file
+  (buffered, flushed at least every ``XRMOD_FLUSH_SECONDS`` seconds, default
+  2); rank 0 merges them into the library with dask and removes them
+  (:mod:`xrmod.merge`). Rank 0 imports dask in a background thread while it
+  sets up (engine, library), so neither the loop nor the merge waits for it.
 
 All three give identical datasets: a point's result depends only on the job
 and its flat index.
@@ -36,11 +38,18 @@ with the whole job, by the MPI launcher.
 SIGTERM and SIGINT (a batch system's time limit, Ctrl-C) stop the handing out
 of units; every rank finishes and writes the unit in flight, the library (or
 the merged rank files) keeps everything finished, and the run exits with
-128 + signal number and a message saying how to resume.
+128 + signal number and a message saying how to resume. Killed outright
+(SIGKILL, a node failure), a rank loses its unit in flight and, with the
+merge writer, at most the last ``XRMOD_FLUSH_SECONDS`` seconds of its finished
+units (still in its buffer); the direct and ``mpio`` writers lose only the
+unit in flight. ``--resume`` computes them again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import shlex
@@ -70,6 +79,7 @@ from xrmod.library import (
     pending_units,
 )
 from xrmod.merge import (
+    FLUSH_SECONDS,
     RankFileWriter,
     find_rank_files,
     merge_rank_files,
@@ -88,6 +98,8 @@ WRITERS = ("auto", "mpio", "merge")
 _LAUNCH_MARKERS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS")
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+#: Environment variable: longest time, in seconds, a rank file keeps finished units in memory.
+FLUSH_ENV = "XRMOD_FLUSH_SECONDS"
 _EXIT_INTERNAL = 1
 
 
@@ -344,6 +356,15 @@ class _SharedCounter(_LocalCounter):
 
 
 # --------------------------------------------------------------------------- progress
+def _terminal_size(stream: Any) -> tuple[int, int]:
+    """(columns, lines) of the terminal *stream* writes to; 0 where unknown."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
+    return size.columns, size.lines
+
+
 class _Progress:
     """Rank 0's progress: a tqdm bar on a terminal, else a log line every 5 % of the points."""
 
@@ -357,7 +378,15 @@ class _Progress:
         if enabled and total and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="pt", smoothing=0.05, dynamic_ncols=True)
+            # a terminal that reports no size (some ptys) would hide the bar: assume 80x24
+            size = {"dynamic_ncols": True} if all(_terminal_size(sys.stderr)) else {}
+            self._bar = tqdm(
+                total=total,
+                unit="pt",
+                smoothing=0.05,
+                file=sys.stderr,
+                **(size or {"ncols": 80, "nrows": 24}),
+            )
 
     def show(self, done: int, failed: int, *, force: bool = False) -> None:
         """Display *done* points (of which *failed*) finished by all ranks."""
@@ -636,8 +665,13 @@ def _loop(
     units: Sequence[int],
     stop: _StopRequest,
     progress: _Progress | None,
+    finish: Callable[[], None] | None = None,
 ) -> _Outcome:
-    """Take units from the counter until none are left, a signal, or a fatal error."""
+    """Take units from the counter until none are left, a signal, or a fatal error.
+
+    *finish* (closing a rank file) runs as soon as this rank's loop ends, before
+    rank 0 waits for the others; an error there is fatal.
+    """
     grid = job.grid
     n = len(units)
     out = _Outcome(rank=comm.rank, host=_host())
@@ -674,6 +708,14 @@ def _loop(
         log.error("rank %d (%s): fatal error, stopping the run", comm.rank, _host(), exc_info=True)
         out.fatal = _error_info(exc)
         counter.stop_all(n)
+    if finish is not None:
+        t = time.perf_counter()
+        try:
+            finish()
+        except Exception as exc:
+            log.error("rank %d (%s): closing the writer failed", comm.rank, _host(), exc_info=True)
+            out.fatal = out.fatal or _error_info(exc)
+        out.write_s += time.perf_counter() - t
     counter.leave()
     if progress is not None:  # rank 0 keeps the display going until every rank is done
         while True:
@@ -792,8 +834,11 @@ def _run(
     with _StopRequest() as stop:  # a signal during set-up stops the run before its first unit
         grid = job.grid
         kind = _agree(comm, _choose_writer, writer, comm.size)
+        importing = None
         if kind == "merge":
             _on_root(comm, _need_dask)
+            if comm.rank == 0:  # the merge's import, while rank 0 sets up (done before the loop)
+                importing = _import_in_background("dask.threaded")
         plan = _on_root(comm, _plan, job, overwrite=overwrite, resume=resume)
         if plan.pending is not None and plan.pending.size == 0:
             if comm.rank == 0:
@@ -815,6 +860,8 @@ def _run(
         else:
             _on_root(comm, _set_attrs, job.output, n_ranks=comm.size, writer=kind)
         sink = _agree(comm, _open_writer, kind, job, comm, mpio_comm)
+        if importing is not None:  # not during the loop: rank 0 would start late
+            importing.join()
 
         units: Sequence[int] = range(grid.n_units()) if plan.pending is None else plan.pending
         total = grid.points_per_theta * len(units)
@@ -840,13 +887,9 @@ def _run(
                 units=units,
                 stop=stop,
                 progress=bar,
+                finish=sink.close if kind != "mpio" else None,
             )
             # from here on every rank makes the same collective calls, whatever happened
-            if kind != "mpio":
-                try:
-                    sink.close()
-                except Exception as exc:
-                    outcome.fatal = outcome.fatal or _error_info(exc)
             outcome.logged = rank_log.written
             outcomes: list[_Outcome] = comm.allgather(outcome)
             elapsed = time.perf_counter() - start
@@ -875,8 +918,12 @@ def _run(
             )
         finally:
             counter.close()
+            _close_engine(engine)
             if bar is not None:
                 bar.close()
+            if kind != "mpio":  # normally closed already; after an exception keep what is
+                with contextlib.suppress(Exception):  # buffered, without hiding the exception
+                    sink.close()
     if fatal is not None:
         rank, host, message, code = fatal
         where = f"rank {rank} ({host}): " if comm.size > 1 else ""
@@ -894,19 +941,53 @@ def _comm_self() -> Any:
 
 
 def _need_dask() -> None:
-    """The merge writer's dependency, checked (and its slow import done) before the run."""
-    try:
-        import dask.array  # noqa: F401
-    except ImportError as e:
+    """The merge writer's dependency, checked before the run (without importing it)."""
+    if importlib.util.find_spec("dask") is None:
         raise InputError(
             "the merge writer needs dask (pip install dask), or use h5py built with MPI"
-        ) from e
+        )
+
+
+def _import_in_background(name: str) -> threading.Thread:
+    """Import module *name* in a daemon thread (an import error shows up at the real import)."""
+
+    def target() -> None:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the merge imports it again and reports
+            log.debug("background import of %s failed", name, exc_info=True)
+
+    thread = threading.Thread(target=target, name=f"xrmod-import-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _flush_seconds() -> float:
+    """``$XRMOD_FLUSH_SECONDS``: longest time finished units wait in a rank file's buffer."""
+    value = os.environ.get(FLUSH_ENV, "").strip()
+    if not value:
+        return FLUSH_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InputError(f"{FLUSH_ENV} must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def _prepared_engine(job: Job) -> Any:
     engine = get_engine(job.config.library.engine)
     engine.prepare(job)
     return engine
+
+
+def _close_engine(engine: Any) -> None:
+    """Let the engine release its scratch files; a failure there is logged, not raised."""
+    try:
+        engine.close()
+    except Exception:
+        log.warning("closing the %s engine failed", engine.name, exc_info=True)
 
 
 def _create(job: Job, attrs: dict[str, Any], comm: Any) -> None:
@@ -937,6 +1018,7 @@ def _open_writer(kind: str, job: Job, comm: Any, mpio_comm: Any) -> Any:
             job.grid,
             config_text=job.config.text,
             rank=comm.rank,
+            flush_seconds=_flush_seconds(),
         )
     return LibraryWriter(job.output, job.grid)
 

@@ -106,17 +106,35 @@ def _early_dcpl() -> Any:
     return dcpl
 
 
+#: Metadata cache of a library opened serially: HDF5's default grows to 32 MB (several
+#: times that in memory) as a writer visits the chunk index of a large grid.
+_METADATA_CACHE_BYTES = 1 << 20
+
+
 def _open(path: str | os.PathLike, mode: str, comm: Any = None) -> Any:
     """An h5py file: MPI-IO on *comm* when given (collective), else serial, no chunk cache.
 
     Without a chunk cache every write goes to the file in program order, so
     writing ``status`` last means a point marked done has its results on disk.
+    Serially the metadata cache is kept small, so memory does not follow the
+    grid size.
     """
     import h5py
 
     if comm is not None:
         return h5py.File(path, mode, driver="mpio", comm=comm)
-    return h5py.File(path, mode, rdcc_nbytes=0)
+    f = h5py.File(path, mode, rdcc_nbytes=0)
+    _small_metadata_cache(f)
+    return f
+
+
+def _small_metadata_cache(f: Any) -> None:
+    """Cap the metadata cache of the serial h5py file *f* at :data:`_METADATA_CACHE_BYTES`."""
+    config = f.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = config.max_size = _METADATA_CACHE_BYTES
+    config.min_size = min(config.min_size, _METADATA_CACHE_BYTES)
+    f.id.set_mdc_config(config)
 
 
 def create_library(

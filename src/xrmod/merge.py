@@ -11,6 +11,14 @@ so it stays readable if its process is killed, and every row carries a
 CRC-32 of its contents: a row half-written when the process died is found
 and dropped (its θ is computed again), never merged.
 
+Finished units are buffered in memory and written in batches: a batch is
+flushed to the file when the first unit after it has waited
+``flush_seconds`` (default 2 s) since the previous flush, when the buffer
+holds ``flush_bytes`` (default 4 MB), and always when the writer closes
+(end of the run, SIGTERM/SIGINT, a fatal error). A SIGKILL therefore loses,
+on each rank, the unit in flight and at most ``flush_seconds`` of finished
+units; ``flush_seconds=0`` writes every unit at once.
+
 Rank file layout (format ``xrmod-rankfile`` version 1), one row per unit
 (one θ, P = R · NT points)::
 
@@ -29,7 +37,9 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +47,11 @@ from typing import Any
 import numpy as np
 
 from xrmod.errors import InputError
-from xrmod.library import EXTRAS, UnitResult, _BlockWriter
+from xrmod.library import EXTRAS, UnitResult, _small_metadata_cache
 
 __all__ = [
+    "FLUSH_BYTES",
+    "FLUSH_SECONDS",
     "RANKFILE_FORMAT",
     "MergeReport",
     "RankFileWriter",
@@ -54,6 +66,10 @@ log = logging.getLogger(__name__)
 
 RANKFILE_FORMAT = "xrmod-rankfile"
 RANKFILE_VERSION = 1
+#: Default longest wait, in seconds, between a finished unit and its flush to the rank file.
+FLUSH_SECONDS = 2.0
+#: Default size of a rank file writer's buffer of finished units.
+FLUSH_BYTES = 4 << 20
 #: Datasets of a row, in checksum order: name -> (dtype, trailing shape after P, fill).
 _FIELDS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
     "results": (np.float64, (3,), np.nan),
@@ -61,6 +77,10 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
     "status": (np.int8, (), 0),
     **{name: (np.float64, (), np.nan) for name in EXTRAS},
 }
+#: The library's datasets in the order a merge writes them: status last.
+_WRITE_ORDER = (*(name for name in _FIELDS if name != "status"), "status")
+#: Size of a rank file's chunks of rows (about).
+_CHUNK_BYTES = 64 << 10
 
 
 def rank_file_path(output: str | os.PathLike, rank: int) -> Path:
@@ -91,15 +111,34 @@ def config_sha256(config_text: str) -> str:
     return hashlib.sha256(config_text.encode()).hexdigest()
 
 
-def _row_checksum(start: int, fields: dict[str, np.ndarray]) -> int:
-    crc = zlib.crc32(np.int64(start).tobytes())
+def _row_bytes(per_theta: int) -> int:
+    """Bytes of one rank file row (one θ), checksum and start included."""
+    item = sum(np.dtype(dtype).itemsize * int(np.prod(tail)) for dtype, tail, _ in _FIELDS.values())
+    return per_theta * item + 8 + 4
+
+
+def _row_checksums(starts: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndarray:
+    """CRC-32 of each row: its start (int64), then each field's bytes in :data:`_FIELDS` order.
+
+    One ``zlib.crc32`` call per row over the row's bytes laid end to end, equal
+    to chaining the CRC over the start and the fields one after the other.
+    """
+    n = len(starts)
+    parts = [np.ascontiguousarray(starts, dtype=np.int64).view(np.uint8).reshape(n, -1)]
     for name, (dtype, _, _) in _FIELDS.items():
-        crc = zlib.crc32(np.ascontiguousarray(fields[name], dtype=dtype).tobytes(), crc)
-    return crc
+        arr = np.ascontiguousarray(fields[name], dtype=dtype)
+        parts.append(arr.view(np.uint8).reshape(n, -1))
+    rows = np.concatenate(parts, axis=1)
+    return np.array([zlib.crc32(r) for r in rows], dtype=np.uint32)
 
 
 class RankFileWriter:
-    """Append one rank's finished units to its rank file (SWMR, flushed per unit).
+    """Append one rank's finished units to its rank file (SWMR), buffered and flushed in batches.
+
+    A batch goes to the file when a unit arrives ``flush_seconds`` or more
+    after the last flush, when the buffer is full, and on :meth:`flush` and
+    :meth:`close`. Killed outright, a rank loses at most the units of
+    ``flush_seconds`` of its work (none that a flush wrote).
 
     Parameters
     ----------
@@ -111,30 +150,46 @@ class RankFileWriter:
         The job's configuration text (its SHA-256 is stored).
     rank : int
         This rank's number (stored).
+    flush_seconds : float
+        Longest time a finished unit waits in memory (0: flush every unit).
+    flush_bytes : int
+        Size of the buffer: a full buffer is flushed (at least one unit).
+    clock : callable
+        Monotonic time in seconds (for tests).
     """
 
-    def __init__(self, path: str | os.PathLike, grid: Any, *, config_text: str, rank: int):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        grid: Any,
+        *,
+        config_text: str,
+        rank: int,
+        flush_seconds: float = FLUSH_SECONDS,
+        flush_bytes: int = FLUSH_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         import h5py
 
         self.path = Path(path)
-        self._per_theta = grid.points_per_theta
-        # rows per chunk: a few kB per chunk, so a flush writes little
-        self._rows_per_chunk = max(1, 4096 // (24 * self._per_theta))
+        p = self._per_theta = grid.points_per_theta
+        self._flush_seconds = float(flush_seconds)
+        self._clock = clock
+        k = max(1, _CHUNK_BYTES // (24 * p))  # rows per chunk
         self._file = h5py.File(self.path, "w", libver="latest")
         f = self._file
         f.attrs["format"] = RANKFILE_FORMAT
         f.attrs["format_version"] = RANKFILE_VERSION
         f.attrs["config_sha256"] = config_sha256(config_text)
         f.attrs["rank"] = rank
-        f.attrs["points_per_theta"] = self._per_theta
-        k, p = self._rows_per_chunk, self._per_theta
+        f.attrs["points_per_theta"] = p
         self._ds = {
             "start": f.create_dataset(
                 "start",
                 shape=(0,),
                 maxshape=(None,),
                 dtype=np.int64,
-                chunks=(64 * k,),
+                chunks=(max(1024, k),),
                 fillvalue=-1,
             )
         }
@@ -148,12 +203,18 @@ class RankFileWriter:
                 fillvalue=fill,
             )
         self._ds["checksum"] = f.create_dataset(
-            "checksum", shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(64 * k,)
+            "checksum", shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(max(1024, k),)
         )
         f.swmr_mode = True
-        self._blocks = {name: _BlockWriter(ds, 1) for name, ds in self._ds.items()}
-        self._n = 0
-        self._capacity = 0
+        capacity = max(1, int(flush_bytes) // _row_bytes(p))
+        self._starts = np.full(capacity, -1, dtype=np.int64)
+        self._buffer = {
+            name: np.empty((capacity, p, *tail), dtype=dtype)
+            for name, (dtype, tail, _) in _FIELDS.items()
+        }
+        self._pending = 0  # units in the buffer
+        self._n = 0  # rows in the file
+        self._flushed_at = clock()
 
     def __enter__(self) -> RankFileWriter:
         return self
@@ -161,8 +222,13 @@ class RankFileWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def rows(self) -> int:
+        """Units written to the file so far (not counting the buffer)."""
+        return self._n
+
     def write(self, unit: UnitResult) -> None:
-        """Append one unit (one whole θ) and flush."""
+        """Add one unit (one whole θ); flush when due."""
         if unit.stop - unit.start != self._per_theta or unit.start % self._per_theta:
             raise ValueError(f"points {unit.start}..{unit.stop} are not one whole θ")
         fields = {
@@ -171,22 +237,44 @@ class RankFileWriter:
             "status": unit.status,
             **unit.extras,
         }
-        n = self._n
-        if n == self._capacity:  # grow several chunks' worth of rows at a time
-            self._capacity += 16 * self._rows_per_chunk
-            for name, ds in self._ds.items():
-                ds.resize(self._capacity, axis=0)
-                self._blocks[name].refresh()
-        for name in _FIELDS:
-            self._blocks[name].write((n,), fields[name])
-        self._blocks["checksum"].write((n,), _row_checksum(unit.start, fields))
-        self._blocks["start"].write((n,), unit.start)  # marks the row as used
-        self._n += 1
+        values = [(name, fields[name]) for name in _FIELDS]  # a missing field: nothing changes
+        i = self._pending
+        for name, value in values:
+            self._buffer[name][i] = value
+        self._starts[i] = unit.start
+        self._pending += 1
+        if (
+            self._pending == self._starts.size
+            or self._clock() - self._flushed_at >= self._flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered units to the file and flush it (SWMR readers see them)."""
+        k = self._pending
+        if k:
+            n = self._n
+            rows = slice(n, n + k)
+            buffered = {name: buf[:k] for name, buf in self._buffer.items()}
+            starts = self._starts[:k]
+            for ds in self._ds.values():
+                ds.resize(n + k, axis=0)
+            for name in _FIELDS:
+                self._ds[name][rows] = buffered[name]
+            self._ds["checksum"][rows] = _row_checksums(starts, buffered)
+            self._ds["start"][rows] = starts  # marks the rows as used
+            self._n += k
+            self._pending = 0
         self._file.flush()
+        self._flushed_at = self._clock()
 
     def close(self) -> None:
-        """Flush and close the rank file."""
-        if self._file.id.valid:
+        """Flush the buffered units and close the rank file."""
+        if not self._file.id.valid:
+            return
+        try:
+            self.flush()
+        finally:
             self._file.close()
 
 
@@ -198,52 +286,20 @@ class MergeReport:
     damaged: int
 
 
-class _ThetaRows:
-    """A library dataset seen as (n_theta, P[, 3]) rows for ``dask.array.store``.
-
-    Only rows marked in *covered* are written; a run of consecutive θ along
-    the last modifier axis becomes one HDF5 write.
-    """
-
-    def __init__(self, ds: Any, grid: Any, covered: np.ndarray):
-        self._ds = ds
-        self._theta_shape = grid.theta_shape
-        self._covered = covered
-        self._last = grid.theta_shape[-1]
-        d = len(grid.theta_shape)
-        self.shape = (grid.n_theta, grid.points_per_theta, *ds.shape[len(grid.shape) :])
-        self._tail = ds.shape[d:]
-        self.dtype = ds.dtype
-        self.ndim = len(self.shape)
-
-    def __setitem__(self, key: Any, value: np.ndarray) -> None:
-        rows = key[0] if isinstance(key, tuple) else key
-        t0, t1, _ = rows.indices(self.shape[0])
-        mask = self._covered[t0:t1]
-        t = t0
-        while t < t1:
-            if not mask[t - t0]:
-                t += 1
-                continue
-            end = t + 1  # extend the run while covered and on the same last-axis row
-            while end < t1 and mask[end - t0] and end % self._last != 0:
-                end += 1
-            prefix = np.unravel_index(t, self._theta_shape)
-            j = int(prefix[-1])
-            index = (*(int(i) for i in prefix[:-1]), slice(j, j + end - t))
-            self._ds[index] = value[t - t0 : end - t0].reshape(end - t, *self._tail)
-            t = end
-
-
 class _RankFileReader:
     """One rank file opened for reading (SWMR: works on a file whose writer died)."""
+
+    #: Rows between two wanted rows that are still read in one go rather than skipped.
+    GAP = 64
 
     def __init__(self, path: Path, grid: Any, config_text: str):
         import h5py
 
         self.path = path
         try:
-            self.file = h5py.File(path, "r", libver="latest", swmr=True)
+            # each chunk is read once: no chunk cache (memory independent of the file size)
+            self.file = h5py.File(path, "r", libver="latest", swmr=True, rdcc_nbytes=0)
+            _small_metadata_cache(self.file)
         except OSError as e:
             raise InputError(f"{path}: rank file is not readable ({e}); remove it") from e
         attrs = self.file.attrs
@@ -256,32 +312,49 @@ class _RankFileReader:
                 f"{path}: rank file of a different configuration than the library; remove it"
             )
         p = grid.points_per_theta
-        starts = self.file["start"][()]
-        n = min(self.file[name].shape[0] for name in (*_FIELDS, "checksum"))
-        starts = starts[:n]
+        n = min(self.file[name].shape[0] for name in ("start", *_FIELDS, "checksum"))
+        starts = self.file["start"][:n]
         valid = (starts >= 0) & (starts % p == 0) & (starts < grid.size)
         self.rows = np.flatnonzero(valid)
         self.theta = starts[valid] // p
 
     def read(self, rows: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Fields of *rows* (increasing) and a boolean array: checksum good."""
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        sel = rows - lo
+        """Fields of *rows* (increasing) and a boolean array: checksum good.
+
+        Reads runs of nearby rows, so memory follows the rows asked for, not
+        the span between the first and the last.
+        """
         f = self.file
-        fields = {name: f[name][lo:hi][sel] for name in _FIELDS}
-        starts = f["start"][lo:hi][sel]
-        sums = f["checksum"][lo:hi][sel]
-        good = np.array(
-            [
-                _row_checksum(int(starts[i]), {k: v[i] for k, v in fields.items()}) == sums[i]
-                for i in range(rows.size)
-            ],
-            dtype=bool,
-        )
+        breaks = np.flatnonzero(np.diff(rows) > self.GAP) + 1
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in ("start", *_FIELDS, "checksum")}
+        for run in np.split(rows, breaks):
+            lo, hi = int(run[0]), int(run[-1]) + 1
+            sel = run - lo
+            for name, chunks in parts.items():
+                chunks.append(f[name][lo:hi][sel])
+        data = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        fields = {name: data[name] for name in _FIELDS}
+        good = _row_checksums(data["start"], fields) == data["checksum"]
         return fields, good
 
     def close(self) -> None:
         self.file.close()
+
+
+def _theta_runs(covered: np.ndarray, t0: int, last: int) -> list[tuple[int, int]]:
+    """Runs [a, b) of consecutive covered θ from *t0* on, none crossing a row of the last axis."""
+    runs = []
+    t, t1 = 0, covered.size
+    while t < t1:
+        if not covered[t]:
+            t += 1
+            continue
+        end = t + 1
+        while end < t1 and covered[end] and (t0 + end) % last != 0:
+            end += 1
+        runs.append((t0 + t, t0 + end))
+        t = end
+    return runs
 
 
 def merge_rank_files(
@@ -290,14 +363,17 @@ def merge_rank_files(
     grid: Any,
     *,
     config_text: str,
-    block_bytes: int = 8 << 20,
+    block_bytes: int = 1 << 20,
+    workers: int = 2,
 ) -> MergeReport:
     """Merge rank files into the library with dask (threaded scheduler).
 
     Rows are written at their θ's place in the library; a θ found in no rank
     file is left as it is. Rows whose checksum fails (a unit being written
-    when its process died) are dropped and logged. The rank files stay open
-    while merging and are not removed here.
+    when its process died) are dropped and logged. The library is merged in
+    blocks of θ, one dask task each (read the rows, check them, write them),
+    so memory stays at a few blocks whatever the grid size. The rank files
+    stay open while merging and are not removed here.
 
     Parameters
     ----------
@@ -310,18 +386,21 @@ def merge_rank_files(
     config_text : str
         The library's configuration text: every rank file must belong to it.
     block_bytes : int
-        Approximate size of the block each dask task moves.
+        Approximate size of the rows one task moves.
+    workers : int
+        Threads of the dask scheduler.
 
     Returns
     -------
     MergeReport
     """
     import dask
-    import dask.array as da
 
     from xrmod.library import _open
 
     per_theta = grid.points_per_theta
+    last = grid.theta_shape[-1]
+    d = len(grid.theta_shape)
     readers: list[_RankFileReader] = []
     try:
         for path in paths:
@@ -332,53 +411,60 @@ def merge_rank_files(
             fresh = source[r.theta] < 0  # a θ in two files: identical results, keep one
             source[r.theta[fresh]] = i
             row[r.theta[fresh]] = r.rows[fresh]
-        covered = source >= 0
-        n_units = int(covered.sum())
+        n_units = int(np.count_nonzero(source >= 0))
         if n_units == 0:
             return MergeReport(0, 0)
-        damaged: list[int] = []
-        guard = threading.Lock()
-        block = max(1, block_bytes // (24 * per_theta))
-
-        def load(t0: int, t1: int) -> dict[str, np.ndarray]:
-            out = {
-                name: np.full((t1 - t0, per_theta, *tail), fill, dtype=dtype)
-                for name, (dtype, tail, fill) in _FIELDS.items()
-            }
-            src = source[t0:t1]
-            for i in np.unique(src[src >= 0]):
-                local = np.flatnonzero(src == i)
-                rows = row[t0 + local]
-                order = np.argsort(rows)
-                fields, good = readers[int(i)].read(rows[order])
-                for name in _FIELDS:
-                    out[name][local[order]] = fields[name]
-                bad = t0 + local[order][~good]
-                if bad.size:
-                    with guard:
-                        covered[bad] = False  # written by no store below
-                        damaged.extend(bad.tolist())
-            return out
+        block = max(1, block_bytes // _row_bytes(per_theta))
+        if block > last:  # whole rows of the last axis: fewer, longer writes
+            block -= block % last
 
         with _open(library, "r+") as f:
             lib = f["LIBRARY"]
-            targets = {name: _ThetaRows(lib[name], grid, covered) for name in _FIELDS}
-            sources, dests, regions = [], [], []
-            for t0 in range(0, grid.n_theta, block):
-                t1 = min(t0 + block, grid.n_theta)
-                if not covered[t0:t1].any():
-                    continue
-                loaded = dask.delayed(load, pure=True)(t0, t1)
-                for name, (dtype, tail, _) in _FIELDS.items():
-                    arr = da.from_delayed(
-                        loaded[name], shape=(t1 - t0, per_theta, *tail), dtype=dtype
-                    )
-                    sources.append(arr)
-                    dests.append(targets[name])
-                    regions.append((slice(t0, t1),) + (slice(None),) * (arr.ndim - 1))
-            # No order between datasets is needed: the rank files are removed only
+            targets = {name: lib[name] for name in _FIELDS}
+            lock = threading.Lock()  # one block writes the library at a time
+
+            def merge_block(t0: int, t1: int) -> list[int]:
+                """Read, check and write θ t0..t1-1; the damaged θ."""
+                src = source[t0:t1]
+                ok = src >= 0
+                out = {
+                    name: np.full((t1 - t0, per_theta, *tail), fill, dtype=dtype)
+                    for name, (dtype, tail, fill) in _FIELDS.items()
+                }
+                bad: list[int] = []
+                for i in np.unique(src[ok]):
+                    local = np.flatnonzero(src == i)
+                    rows = row[t0 + local]
+                    order = np.argsort(rows)
+                    fields, good = readers[int(i)].read(rows[order])
+                    for name in _FIELDS:
+                        out[name][local[order]] = fields[name]
+                    ok[local[order][~good]] = False
+                    bad.extend((t0 + local[order][~good]).tolist())
+                runs = _theta_runs(ok, t0, last)
+                with lock:
+                    for name in _WRITE_ORDER:
+                        ds = targets[name]
+                        tail = ds.shape[d:]
+                        for a, b in runs:
+                            prefix = np.unravel_index(a, grid.theta_shape)
+                            j = int(prefix[-1])
+                            index = (*(int(x) for x in prefix[:-1]), slice(j, j + b - a))
+                            ds[index] = out[name][a - t0 : b - t0].reshape(b - a, *tail)
+                return bad
+
+            tasks = [
+                dask.delayed(merge_block, pure=False)(t0, min(t0 + block, grid.n_theta))
+                for t0 in range(0, grid.n_theta, block)
+                if (source[t0 : t0 + block] >= 0).any()
+            ]
+            # No order between blocks is needed: the rank files are removed only
             # after a complete merge, and --resume merges them again first.
-            da.store(sources, dests, regions=regions, lock=threading.Lock(), scheduler="threads")
+            damaged = [
+                t
+                for part in dask.compute(*tasks, scheduler="threads", num_workers=workers)
+                for t in part
+            ]
             f.flush()
         if damaged:
             log.warning(
