@@ -115,6 +115,64 @@ def test_units_land_at_their_multi_index(tmp_path, realizations):
     assert per_theta == realizations * 5
 
 
+class _Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.mark.parametrize("realizations", [1, 3])
+def test_batched_writes_equal_unit_writes(tmp_path, realizations):
+    """Units batched (out of order, flushed by time, count and close) land as unit writes do."""
+    grid = _grid(realizations)
+    units = [grid.unit(k) for k in np.random.default_rng(3).permutation(grid.n_units())]
+    _create(tmp_path / "one.h5", grid)
+    _create(tmp_path / "batch.h5", grid)
+    with LibraryWriter(tmp_path / "one.h5", grid) as writer:
+        for k, u in enumerate(units):
+            writer.write(_unit_result(u.start, u.stop, fill=k))
+    clock = _Clock()
+    writer = LibraryWriter(tmp_path / "batch.h5", grid, flush_seconds=2.0, clock=clock)
+    writer.MAX_BATCH = 7
+    for k, u in enumerate(units):
+        clock.now = 0.3 * k  # a batch every 2 s, i.e. every 7 units, and a full one
+        writer.write(_unit_result(u.start, u.stop, fill=k))
+        assert len(writer._pending) < 7
+    assert writer._pending  # the last ones wait for close
+    # a part of a θ (a resumed chunk) is written at once, beside the batch
+    part = grid.unit(0, max_points=2)
+    writer.write(_unit_result(part.start, part.stop, fill=-1.0))
+    writer.close()
+    with h5py.File(tmp_path / "one.h5", "r") as a, h5py.File(tmp_path / "batch.h5", "r") as b:
+        for name in a["LIBRARY"]:
+            x, y = a["LIBRARY"][name][()], b["LIBRARY"][name][()]
+            if name == "results_modified":  # the part rewrote points 0 and 1 of θ 0
+                x.reshape(-1, 3)[:2] = _unit_result(0, 2, fill=-1.0).results_modified
+            np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_batched_writer_writes_nothing_before_a_batch_is_due(tmp_path):
+    grid = _grid()
+    _create(tmp_path / "lib.h5", grid)
+    clock = _Clock()
+    with LibraryWriter(tmp_path / "lib.h5", grid, flush_seconds=2.0, clock=clock) as writer:
+        for k in range(3):
+            u = grid.unit(k)
+            writer.write(_unit_result(u.start, u.stop, fill=1.0))
+        assert len(writer._pending) == 3
+        status = writer._lib["status"][()]
+        assert (status == 0).all()  # still in memory
+        clock.now = 2.0
+        u = grid.unit(3)
+        writer.write(_unit_result(u.start, u.stop, fill=1.0))
+        assert not writer._pending
+        assert (writer._lib["status"][()].reshape(grid.n_theta, -1)[:4] == Status.OK).all()
+
+
 def test_unit_result_checks_shapes():
     with pytest.raises(ValueError, match="results_modified has shape"):
         UnitResult(
@@ -157,3 +215,20 @@ def test_describe_rejects_other_files(tmp_path):
     garbage.write_bytes(b"not hdf5")
     with pytest.raises(InputError, match="not a readable HDF5 file"):
         describe(garbage)
+
+
+def test_batched_writer_refuses_an_unstorable_unit_at_once(tmp_path):
+    """A unit with an unknown extra fails when written, and the batch before it is kept."""
+    grid = _grid()
+    _create(tmp_path / "lib.h5", grid)
+    writer = LibraryWriter(tmp_path / "lib.h5", grid, flush_seconds=60.0)
+    u = grid.unit(0)
+    writer.write(_unit_result(u.start, u.stop, fill=1.0))
+    bad = _unit_result(grid.unit(1).start, grid.unit(1).stop, fill=1.0)
+    bad.extras["bogus"] = bad.extras.pop("counts")
+    with pytest.raises(KeyError, match="bogus"):
+        writer.write(bad)
+    writer.close()
+    with h5py.File(tmp_path / "lib.h5", "r") as f:
+        status = f["LIBRARY/status"][()].reshape(grid.n_theta, -1)
+    assert (status[0] == Status.OK).all() and (status[1:] == 0).all()

@@ -40,9 +40,10 @@ of units; every rank finishes and writes the unit in flight, the library (or
 the merged rank files) keeps everything finished, and the run exits with
 128 + signal number and a message saying how to resume. Killed outright
 (SIGKILL, a node failure), a rank loses its unit in flight and, with the
-merge writer, at most the last ``XRMOD_FLUSH_SECONDS`` seconds of its finished
-units (still in its buffer); the direct and ``mpio`` writers lose only the
-unit in flight. ``--resume`` computes them again.
+``merge`` and ``mpio`` writers, at most the last ``XRMOD_FLUSH_SECONDS``
+seconds of its finished units (still in its buffer: both write in batches);
+the serial direct writer loses only the unit in flight. ``--resume`` computes
+them again.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ WRITERS = ("auto", "mpio", "merge")
 _LAUNCH_MARKERS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS")
 _RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK")
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
-#: Environment variable: longest time, in seconds, a rank file keeps finished units in memory.
+#: Environment variable: longest time, in seconds, a rank keeps finished units in memory
+#: before writing them (merge and mpio writers).
 FLUSH_ENV = "XRMOD_FLUSH_SECONDS"
 _EXIT_INTERNAL = 1
 
@@ -669,8 +671,9 @@ def _loop(
 ) -> _Outcome:
     """Take units from the counter until none are left, a signal, or a fatal error.
 
-    *finish* (closing a rank file) runs as soon as this rank's loop ends, before
-    rank 0 waits for the others; an error there is fatal.
+    *finish* (closing a rank file, or writing the mpio writer's batch) runs as
+    soon as this rank's loop ends, before rank 0 waits for the others; an
+    error there is fatal.
     """
     grid = job.grid
     n = len(units)
@@ -887,7 +890,7 @@ def _run(
                 units=units,
                 stop=stop,
                 progress=bar,
-                finish=sink.close if kind != "mpio" else None,
+                finish=sink.close if kind != "mpio" else sink.flush,
             )
             # from here on every rank makes the same collective calls, whatever happened
             outcome.logged = rank_log.written
@@ -1010,8 +1013,8 @@ def _set_attrs(path: Path, **attrs: Any) -> None:
 
 
 def _open_writer(kind: str, job: Job, comm: Any, mpio_comm: Any) -> Any:
-    if kind == "mpio":
-        return LibraryWriter(job.output, job.grid, comm=mpio_comm)
+    if kind == "mpio":  # batched too: one MPI-IO write per dataset per batch
+        return LibraryWriter(job.output, job.grid, comm=mpio_comm, flush_seconds=_flush_seconds())
     if kind == "merge":
         return RankFileWriter(
             rank_file_path(job.output, comm.rank),
