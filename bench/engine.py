@@ -61,17 +61,6 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def write_background(path: str) -> None:
-    """The synthetic background of ``--background`` (as in tests/test_background.py)."""
-    from xrmod.config import load_config
-    from xrmod.responses import read_rmf, write_pha
-
-    rmf = read_rmf(load_config(None).instrument.rmf)
-    energy = 0.5 * (rmf.e_min + rmf.e_max)
-    counts = np.random.default_rng(11).poisson(1.5 * np.exp(-energy / 3.0) + 0.2)
-    write_pha(path, rmf.channels, counts, exposure=40_000.0, backscal=5.0, overwrite=True)
-
-
 def _job(background: str | None = None):
     """The embedded default job, with *background* (a PHA path) if given."""
     from xrmod.config import default_config_text, parse_config
@@ -134,19 +123,6 @@ def run_engine(
     }
 
 
-def _sherpa_data(peer, job, mu: np.ndarray, flat: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Source (and background) counts of point *flat* from Sherpa's μ, the engine's streams."""
-    if job.background is None:
-        return peer.poisson_draw(mu, flat), None
-    inst, bkg = job.config.instrument, job.background
-    mean = mu + inst.exposure * inst.backscal / (bkg.exposure * bkg.backscal) * bkg.counts
-    rng = np.random.default_rng(np.random.SeedSequence((job.config.library.seed, flat)))
-    counts, drawn = np.zeros_like(mean), np.array(bkg.counts)
-    counts[peer.band] = rng.poisson(mean[peer.band])
-    drawn[peer.band] = rng.poisson(bkg.counts[peer.band])
-    return counts, drawn
-
-
 def run_sherpa(
     precise: bool, cache: str, units: list[tuple[int, int, int]], background: str | None = None
 ) -> dict[str, Any]:
@@ -168,7 +144,7 @@ def run_sherpa(
         theta = flat // grid.points_per_theta
         kt = float(grid.temperatures[flat % grid.temperatures.size])
         arf_mod = peer.theta_arf(theta)
-        data, bkg = _sherpa_data(peer, job, peer.expected_counts(arf_mod, kt), flat)
+        data, bkg = peer.spectra(peer.expected_counts(arf_mod, kt), flat)
         counts[i] = data[peer.band].sum()
         results[i] = peer.fit(data, peer.arf, background=bkg).bounds
         results_mod[i] = peer.fit(data, arf_mod, background=bkg).bounds
@@ -234,8 +210,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.background:
         import tempfile
 
+        from background_helpers import write_background
+
+        from xrmod.config import load_config
+        from xrmod.responses import read_rmf
+
         background = os.path.join(tempfile.mkdtemp(prefix="xrmod-bench-"), "bkg.pha")
-        write_background(background)
+        write_background(background, read_rmf(load_config(None).instrument.rmf))
     job = _job(background)
     grid = job.grid
     per_unit = grid.points_per_theta

@@ -255,16 +255,33 @@ class SherpaPeer:
         pha, model = self._pha(np.zeros(self.channels.size), arf)
         return np.asarray(pha.eval_model(model), dtype=np.float64)
 
-    def poisson_draw(self, mu: np.ndarray, flat_index: int) -> np.ndarray:
-        """The native engine's draw for grid point *flat_index*: Poisson(μ) over the band channels.
+    def spectra(self, mu: np.ndarray, flat_index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The engine's data for grid point *flat_index* from Sherpa's μ (all channels).
 
-        Its stream is ``SeedSequence((seed, flat_index))`` (DESIGN §5); channels
-        outside the band get 0 counts (they are not fitted).
+        Returns (source counts, background counts or None). With the job's
+        background B (its file) the source mean is μ + αB, α = exposure ·
+        backscal / (EXPOSURE · BACKSCAL · AREASCAL of the file). Asimov: the
+        means. Poisson: the engine's stream ``SeedSequence((seed, flat_index))``
+        over the band channels (DESIGN §5), the source first, then a new
+        background; outside the band the source has 0 counts (not fitted) and
+        the background its file's.
         """
+        job = self.job
+        bkg = job.background
+        mean = mu
+        if bkg is not None:
+            inst = job.config.instrument
+            alpha = inst.exposure * inst.backscal / (bkg.exposure * bkg.backscal * bkg.areascal)
+            mean = mu + alpha * bkg.counts
+        background = None if bkg is None else np.array(bkg.counts)
+        if job.config.library.noise == "asimov":
+            return mean, background
         rng = np.random.default_rng(np.random.SeedSequence((self.seed, flat_index)))
-        counts = np.zeros_like(mu)
-        counts[self.band] = rng.poisson(mu[self.band])
-        return counts
+        counts = np.zeros_like(mean)
+        counts[self.band] = rng.poisson(mean[self.band])
+        if background is not None:
+            background[self.band] = rng.poisson(bkg.counts[self.band])
+        return counts, background
 
     # ------------------------------------------------------------ fitting
 

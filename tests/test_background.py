@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from background_helpers import BACKSCAL, write_background
+from background_helpers import EXPOSURE as T_BACKGROUND
 
 from xrmod import _fit
 from xrmod.config import load_config, parse_config
@@ -21,12 +23,10 @@ from xrmod.engines.native import NativeEngine
 from xrmod.engines.reference import ReferenceEngine, profiled_wstat, wstat
 from xrmod.errors import ConfigError, ResponseError
 from xrmod.job import job_from_config
-from xrmod.responses import read_arf, read_pha, read_rmf, write_pha
+from xrmod.responses import read_arf, read_pha, read_rmf
 from xrmod.status import Status
 
 T_SOURCE = 50_000.0
-T_BACKGROUND = 40_000.0
-BACKSCAL = 5.0
 SOURCE_BACKSCAL = 1.5
 
 
@@ -37,13 +37,8 @@ def responses():
 
 
 def _write_background(directory, rmf, scale=1.0):
-    """A smooth background (falling with energy plus a floor), *scale* times 0.2-1.7 counts per
-    channel over scale x T_BACKGROUND: in the source spectrum it is ~25 % of a 3 keV source."""
-    energy = 0.5 * (rmf.e_min + rmf.e_max)
-    mean = scale * (1.5 * np.exp(-energy / 3.0) + 0.2)
-    counts = np.random.default_rng(11).poisson(mean).astype(np.float64)
     path = directory / f"bkg{scale:g}.pha"
-    write_pha(path, rmf.channels, counts, exposure=scale * T_BACKGROUND, backscal=BACKSCAL)
+    write_background(path, rmf, scale)
     return path
 
 

@@ -123,10 +123,7 @@ class Sherpa:
         grid = self.job.grid
         theta = flat // grid.points_per_theta
         kt = float(grid.temperatures[flat % grid.temperatures.size])
-        mu = self.peer.expected_counts(self.peer.theta_arf(theta), kt)
-        if self.job.config.library.noise == "asimov":
-            return mu
-        return self.peer.poisson_draw(mu, flat)
+        return self.peer.spectra(self.peer.expected_counts(self.peer.theta_arf(theta), kt), flat)[0]
 
     def fit(self, flat: int, modified: bool):
         """Sherpa's fit of point *flat* with the original (T1) or modified (T1′) ARF."""
@@ -425,15 +422,14 @@ BACKGROUND_TEMPS = (1.0, 3.0, 8.0)
 
 @pytest.fixture(scope="module")
 def background_pha(tmp_path_factory):
-    """A smooth background on the bundled RMF: 0.2-1.7 counts per channel, 5x the area."""
-    from xrmod.config import load_config
-    from xrmod.responses import read_rmf, write_pha
+    """The synthetic background on the bundled RMF (``background_helpers``)."""
+    from background_helpers import write_background
 
-    rmf = read_rmf(load_config(None).instrument.rmf)
-    energy = 0.5 * (rmf.e_min + rmf.e_max)
-    counts = np.random.default_rng(11).poisson(1.5 * np.exp(-energy / 3.0) + 0.2)
+    from xrmod.config import load_config
+    from xrmod.responses import read_rmf
+
     path = tmp_path_factory.mktemp("bkg") / "bkg.pha"
-    write_pha(path, rmf.channels, counts, exposure=40_000.0, backscal=5.0)
+    write_background(path, read_rmf(load_config(None).instrument.rmf))
     return path
 
 
@@ -450,28 +446,11 @@ def background_run(request, background_pha) -> Run:
 
 
 def _sherpa_background_data(run: Run, flat: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source and background counts (all channels) as Sherpa's side makes them.
-
-    Sherpa's own μ (its fold of its own model with A′), the background from
-    the file, scaled by the exposures and BACKSCALs (Sherpa's ``DataPHA``
-    values); Poisson: the native engine's stream, source first then the background.
-    """
-    job, peer = run.job, run.peer
-    grid = job.grid
+    """Source and background counts (all channels) from Sherpa's own μ (its fold with A′)."""
+    grid = run.job.grid
     theta = flat // grid.points_per_theta
     kt = float(grid.temperatures[flat % grid.temperatures.size])
-    mu = peer.expected_counts(peer.theta_arf(theta), kt)
-    bkg = job.background
-    alpha = job.config.instrument.exposure * job.config.instrument.backscal
-    alpha /= bkg.exposure * bkg.backscal
-    mean = mu + alpha * bkg.counts
-    if job.config.library.noise == "asimov":
-        return mean, np.array(bkg.counts)
-    rng = np.random.default_rng(np.random.SeedSequence((job.config.library.seed, flat)))
-    counts, drawn = np.zeros_like(mean), np.array(bkg.counts)
-    counts[peer.band] = rng.poisson(mean[peer.band])
-    drawn[peer.band] = rng.poisson(bkg.counts[peer.band])
-    return counts, drawn
+    return run.peer.spectra(run.peer.expected_counts(run.peer.theta_arf(theta), kt), flat)
 
 
 @pytest.mark.parametrize("modified", [False, True], ids=["T1", "T1mod"])

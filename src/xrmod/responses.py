@@ -1094,15 +1094,17 @@ def _ogip_header(
     telescope: str,
     instrument: str,
     filter_name: str,
+    hduclas1: tuple[str, str] = ("RESPONSE", "dataset relates to spectral response"),
+    hduclas2_comment: str = "OGIP CAL/GEN/92-002",
 ) -> None:
-    """Set the OGIP identification keywords shared by ARF, MATRIX and EBOUNDS."""
+    """Set the OGIP identification keywords shared by ARF, MATRIX, EBOUNDS and SPECTRUM."""
     header["EXTNAME"] = (extname, "name of this binary table extension")
     header["TELESCOP"] = (telescope, "mission/satellite name")
     header["INSTRUME"] = (instrument, "instrument/detector name")
     header["FILTER"] = (filter_name, "filter in use")
     header["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    header["HDUCLAS1"] = ("RESPONSE", "dataset relates to spectral response")
-    header["HDUCLAS2"] = (hduclas2, "OGIP CAL/GEN/92-002")
+    header["HDUCLAS1"] = hduclas1
+    header["HDUCLAS2"] = (hduclas2, hduclas2_comment)
     header["HDUVERS"] = (hduvers, "version of the HDUCLAS2 format")
 
 
@@ -1237,15 +1239,18 @@ def write_pha(
         ]
     )
     h = table.header
-    h["EXTNAME"] = ("SPECTRUM", "name of this binary table extension")
-    h["TELESCOP"] = (telescope, "mission/satellite name")
-    h["INSTRUME"] = (instrument, "instrument/detector name")
-    h["FILTER"] = (filter_name, "filter in use")
-    h["HDUCLASS"] = ("OGIP", "format conforms to OGIP standard")
-    h["HDUCLAS1"] = ("SPECTRUM", "PHA dataset (OGIP/92-007)")
-    h["HDUCLAS2"] = ("TOTAL", "gross spectrum")
+    _ogip_header(
+        h,
+        extname="SPECTRUM",
+        hduclas2="TOTAL",
+        hduvers="1.2.1",
+        telescope=telescope,
+        instrument=instrument,
+        filter_name=filter_name,
+        hduclas1=("SPECTRUM", "PHA dataset (OGIP/92-007)"),
+        hduclas2_comment="gross spectrum",
+    )
     h["HDUCLAS3"] = ("COUNT", "PHA data stored as counts")
-    h["HDUVERS"] = ("1.2.1", "version of the format")
     h["EXPOSURE"] = (float(exposure), "exposure time (s)")
     h["BACKSCAL"] = (float(backscal), "background scaling factor")
     h["AREASCAL"] = (float(areascal), "area scaling factor")
