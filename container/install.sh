@@ -35,9 +35,16 @@
 #                                                       $XRMOD_SRC/container/heasoft/)
 #   HEASOFT_PREFIX   HEASoft install prefix            (default: /opt/heasoft)
 #   HEASOFT_BUILD    scratch directory for the build   (default: /tmp/heasoft-build; removed)
+#   HEASOFT_PYTHON   Python that PyXSPEC is built for  (default: the venv's; its base
+#                                                       interpreter is what configure sees)
+#   HEASOFT_CACHE    directory of built HEASoft trees  (default: none, always build). An
+#                    entry is used when its key matches this build's: the SHA-256 of the
+#                    tarball and of this script, the prefix, the Python, the system and the
+#                    compilers; and when the entry's own SHA-256 checks.
 #
 # Re-running a stage is safe: apt-get and pip skip what is installed, the venv is reused, and
-# an installed HEASoft is not rebuilt (delete $HEASOFT_PREFIX to force it).
+# an installed HEASoft with this build's key is not rebuilt (one with another key is an
+# error: delete $HEASOFT_PREFIX or choose another).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,6 +53,7 @@ XRMOD_PREFIX=${XRMOD_PREFIX:-/opt/xrmod}
 WITH_HEASOFT=${WITH_HEASOFT:-auto}
 HEASOFT_PREFIX=${HEASOFT_PREFIX:-/opt/heasoft}
 HEASOFT_BUILD=${HEASOFT_BUILD:-/tmp/heasoft-build}
+HEASOFT_CACHE=${HEASOFT_CACHE:-}
 VENV=$XRMOD_PREFIX/venv
 PY=$VENV/bin/python
 MPI_CC=/usr/bin/mpicc                            # Open MPI's wrapper, by full path
@@ -99,10 +107,8 @@ stage_system() {
     if want_heasoft; then
         # HEASoft's documented prerequisites on Debian/Ubuntu (HEASARC's own Dockerfile
         # example lists these), plus gfortran for XSPEC's Fortran models
-        pkgs+=(
-            gfortran libreadline-dev libncurses-dev libcurl4-gnutls-dev curl xorg-dev
-            perl-modules libfile-which-perl libdevel-checklib-perl
-        )
+        # what heacore, tcltk and Xspec need (no X11: configure leaves out the GUIs)
+        pkgs+=(gfortran libreadline-dev libncurses-dev perl zlib1g-dev make)
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
@@ -157,51 +163,177 @@ PYEOF
     fi
 }
 
+# ----------------------------------------------------------------------------- HEASoft
+# The HEASoft stage builds heacore, tcltk and Xspec (XSPEC + PyXSPEC) and nothing else. A
+# build is kept in a cache keyed by everything that decides its result (heasoft_key), so a
+# second image, or CI's next run on the same machine, unpacks it instead of compiling for
+# ~15 minutes; an entry is used only when its key and its checksum both match.
+
+heasoft_python() {  # the interpreter PyXSPEC is built for: the base of $HEASOFT_PYTHON's venv
+    local py=${HEASOFT_PYTHON:-$PY}
+    [ -x "$py" ] || die "no Python for PyXSPEC: $py (set HEASOFT_PYTHON or run the python stage)"
+    # configure reads the headers and flags with <python>-config beside the interpreter,
+    # which a venv does not have: give it the interpreter the venv was made from
+    "$py" -c 'import os, sys; print(os.path.realpath(sys._base_executable))'
+}
+
+heasoft_key() {  # heasoft_key TARBALL PYTHON: what a build depends on, one line each
+    local tarball=$1 python=$2
+    echo "tarball $(sha256sum "$tarball" | cut -d' ' -f1)"
+    echo "install.sh $(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
+    echo "prefix $HEASOFT_PREFIX"
+    echo "python $python $("$python" -c 'import sys, sysconfig; \
+print(sys.version.split()[0], sysconfig.get_config_var("EXT_SUFFIX"))')"
+    echo "system $(uname -m) $(. /etc/os-release && echo "$ID $VERSION_ID")"
+    echo "compilers $(gcc -dumpfullversion) $(g++ -dumpfullversion) $(gfortran -dumpfullversion)"
+}
+
+heasoft_headas() {  # the installed $HEADAS (PREFIX/<platform>), or nothing
+    local dir
+    for dir in "$HEASOFT_PREFIX"/*-linux-gnu*; do
+        if [ -f "$dir/headas-init.sh" ]; then echo "$dir"; return; fi
+    done
+}
+
+heasoft_patch() {  # heasoft_patch SRC: the fixes modern compilers need, each only where it applies
+    local src=$1 f
+    # 1. gfortran >= 10 refuses a call with fewer arguments than elsewhere in the file
+    #    (XSPEC 12.9: xwrite(msg, chatter) called once without its chatter level)
+    f=$src/Xspec/src/XSFunctions/eqpairsubs.f
+    if [ -f "$f" ] && grep -q "CALL xwrite('failed ifitsread')" "$f"; then
+        sed -i "s/CALL xwrite('failed ifitsread')/CALL xwrite('failed ifitsread', 5)/" "$f"
+        echo "patched $f: xwrite's second argument"
+    fi
+}
+
+heasoft_patch_configured() {  # the same for files configure writes
+    local src=$1 f
+    # 2. heacore's lynx (the help browser) does not compile against ncurses 6, whose
+    #    TERMINAL is opaque; XSPEC needs neither it nor perl, fhelp, help and refdata
+    f=$src/heacore/BUILD_DIR/Makefile
+    if [ -f "$f" ] && grep -qE '^HD_SUBDIRS.*lynx' "$f"; then
+        sed -i -E '/^HD_SUBDIRS/{s/[[:space:]](lynx|perl|fhelp|help|refdata)\b//g}' "$f"
+        echo "patched $f: HD_SUBDIRS = $(sed -n 's/^HD_SUBDIRS[[:space:]]*=//p' "$f")"
+    fi
+    # 3. XSPEC 12.9's configure takes the Python version with grep -o '[0-9].[0-9]', which
+    #    splits 3.11 into two matches and writes -DXS_PYTHON_VERSION=31\ 1.x: PyXSPEC then
+    #    does not compile. Write the major and minor digits instead (311).
+    f=$src/Xspec/BUILD_DIR/hmakerc
+    if [ -f "$f" ] && grep -qE 'XS_PYTHON_VERSION=[0-9]+\\ ' "$f"; then
+        local version
+        version=$("$(heasoft_python)" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+        sed -i -E "s/XS_PYTHON_VERSION=[0-9]+\\\\ [0-9.]+/XS_PYTHON_VERSION=$version/" "$f"
+        echo "patched $f: XS_PYTHON_VERSION=$version"
+    fi
+}
+
+heasoft_build() {  # heasoft_build TARBALL PYTHON: compile and install into $HEASOFT_PREFIX
+    local tarball=$1 python=$2 src build_dir component
+    rm -rf "$HEASOFT_BUILD"
+    mkdir -p "$HEASOFT_BUILD" "$HEASOFT_PREFIX"
+    tar -xf "$tarball" -C "$HEASOFT_BUILD"
+    build_dir=$(find "$HEASOFT_BUILD" -mindepth 2 -maxdepth 2 -type d -name BUILD_DIR | head -n 1)
+    [ -n "$build_dir" ] || die "$tarball: no heasoft-*/BUILD_DIR inside"
+    src=$(dirname "$build_dir")
+    heasoft_patch "$src"
+    (
+        cd "$build_dir"
+        unset CFLAGS CXXFLAGS FFLAGS LDFLAGS build_alias host_alias
+        export CC=/usr/bin/gcc CXX=/usr/bin/g++ FC=/usr/bin/gfortran PERL=/usr/bin/perl
+        # Old C (implicit declarations, int conversions) and Fortran (argument mismatches)
+        # that gcc >= 10 rejects by default; XSPEC 12.9's C++ uses dynamic exception
+        # specifications, ill-formed in C++17 (g++ 11's default): gnu++11. -O2 is in the
+        # flags because configure drops its own optimisation when they are set.
+        export CFLAGS="-O2 -fcommon -w -Wno-implicit-function-declaration -Wno-implicit-int \
+-Wno-int-conversion -Wno-incompatible-pointer-types"
+        export CXXFLAGS="-O2 -std=gnu++11 -fpermissive -w"
+        export FFLAGS="-O2 -fallow-argument-mismatch -std=legacy -w"
+        export PYTHON=$python
+        echo "configure --prefix=$HEASOFT_PREFIX (log: $build_dir/configure.out)"
+        ./configure --prefix="$HEASOFT_PREFIX" --with-components="heacore tcltk Xspec" \
+            --with-copt=-O2 --with-cxxopt=-O2 --with-fopt=-O2 >configure.out 2>&1 \
+            || { tail -n 50 configure.out; die "HEASoft configure failed"; }
+        heasoft_patch_configured "$src"
+        # one component at a time, each with -j: a parallel top-level make races on
+        # heacore's installed headers (cfortran.h) that Xspec includes
+        for component in heacore tcltk Xspec; do
+            [ -f "../$component/BUILD_DIR/hmake" ] || continue
+            echo "make $component (log: $build_dir/build-$component.log)"
+            (cd "../$component/BUILD_DIR" && ./hmake -j"$(nproc)" all) \
+                >"build-$component.log" 2>&1 \
+                || { tail -n 80 "build-$component.log"; die "HEASoft: building $component failed"; }
+        done
+        echo "make install (log: $build_dir/install.log)"
+        # hd_install is the top-level make's own helper, which "make all" would build
+        { make hd_install && make install; } >install.log 2>&1 \
+            || { tail -n 80 install.log; die "HEASoft install failed"; }
+    )
+}
+
+heasoft_check() {  # heasoft_check HEADAS PYTHON: XSPEC's model library and PyXSPEC are there
+    local headas=$1 python=$2
+    ls "$headas"/lib/libXSFunctions* >/dev/null 2>&1 \
+        || die "HEASoft in $headas has no XSPEC model library (libXSFunctions): was XSPEC" \
+               "selected when the tarball was downloaded?"
+    (
+        set +u   # headas-init.sh reads variables that may be unset
+        export HEADAS=$headas
+        . "$headas/headas-init.sh"
+        "$python" -c 'import xspec; print("PyXSPEC", *xspec.Xset.version)' </dev/null
+    ) || die "PyXSPEC does not import from $headas with $python"
+}
+
 stage_heasoft() {
     if ! want_heasoft; then
         step "HEASoft: skipped (WITH_HEASOFT=$WITH_HEASOFT, tarball: ${HEASOFT_TARBALL:-none found})"
         return
     fi
-    local tarball headas
+    local tarball python key hash headas entry
     tarball=$(heasoft_tarball)
-    if headas=$(find "$HEASOFT_PREFIX" -maxdepth 1 -type d -name 'x86_64-*' 2>/dev/null \
-            | head -n 1) && [ -n "$headas" ] && [ -f "$headas/headas-init.sh" ]; then
-        step "HEASoft: already installed in $headas (delete $HEASOFT_PREFIX to rebuild)"
-        return
+    python=$(heasoft_python)
+    key=$(heasoft_key "$tarball" "$python")
+    hash=$(echo "$key" | sha256sum | cut -c1-16)
+    headas=$(heasoft_headas)
+    if [ -n "$headas" ]; then
+        if cmp -s <(echo "$key") "$HEASOFT_PREFIX/.xrmod-heasoft-key"; then
+            step "HEASoft: $headas is this build already (key $hash)"
+            return
+        fi
+        die "$HEASOFT_PREFIX holds a HEASoft that was not built from $tarball by this" \
+            "script (its key differs from $hash): remove it or set HEASOFT_PREFIX"
     fi
-    [ -x "$PY" ] || die "the heasoft stage needs the python stage first (PyXSPEC uses $PY)"
 
-    step "HEASoft from $tarball (hours: see container/README.md)"
-    rm -rf "$HEASOFT_BUILD"
-    mkdir -p "$HEASOFT_BUILD" "$HEASOFT_PREFIX"
-    tar -xf "$tarball" -C "$HEASOFT_BUILD"
-    local build_dir
-    build_dir=$(find "$HEASOFT_BUILD" -mindepth 2 -maxdepth 2 -type d -name BUILD_DIR | head -n 1)
-    [ -n "$build_dir" ] || die "$tarball: no heasoft-*/BUILD_DIR inside"
-    (
-        cd "$build_dir"
-        # HEASoft's configure finds compilers and interpreters through these variables.
-        # PYTHON selects the Python that PyXSPEC is built for (it is built whenever that
-        # Python's headers are present: python3-dev): the venv's, which is Debian's python3.
-        unset CFLAGS CXXFLAGS FFLAGS LDFLAGS build_alias host_alias
-        export CC=/usr/bin/gcc CXX=/usr/bin/g++ FC=/usr/bin/gfortran PERL=/usr/bin/perl
-        export PYTHON=$PY
-        echo "configure --prefix=$HEASOFT_PREFIX (log: $build_dir/configure.out)"
-        ./configure --prefix="$HEASOFT_PREFIX" >configure.out 2>&1 \
-            || { tail -n 50 configure.out; die "HEASoft configure failed"; }
-        echo "make (log: $build_dir/build.log)"
-        make >build.log 2>&1 || { tail -n 80 build.log; die "HEASoft make failed"; }
-        echo "make install (log: $build_dir/install.log)"
-        make install >install.log 2>&1 || { tail -n 80 install.log; die "HEASoft install failed"; }
-    )
-    headas=$(find "$HEASOFT_PREFIX" -maxdepth 1 -type d -name 'x86_64-*' | head -n 1)
-    if [ -z "$headas" ] || [ ! -f "$headas/headas-init.sh" ]; then
-        die "HEASoft installed no $HEASOFT_PREFIX/x86_64-*/headas-init.sh"
+    entry=${HEASOFT_CACHE:+$HEASOFT_CACHE/heasoft-$hash}
+    if [ -n "$entry" ] && [ -f "$entry.tar" ] && cmp -s <(echo "$key") "$entry.key" \
+            && (cd "$(dirname "$entry")" && sha256sum --status -c "$entry.sha256"); then
+        step "HEASoft from the cache: $entry.tar (key $hash)"
+        mkdir -p "$HEASOFT_PREFIX"
+        tar -xf "$entry.tar" -C "$HEASOFT_PREFIX"
+    else
+        [ -z "$entry" ] || [ ! -e "$entry.tar" ] \
+            || echo "HEASoft cache entry $entry.tar does not match its key or checksum: rebuilding"
+        step "HEASoft from $tarball (key $hash; ~15 min on 2 cores)"
+        local t_build=$SECONDS
+        heasoft_build "$tarball" "$python"
+        echo "HEASoft built and installed in $((SECONDS - t_build)) s"
+        rm -rf "$HEASOFT_BUILD"
     fi
-    ls "$headas"/lib/libXSFunctions* >/dev/null 2>&1 \
-        || die "HEASoft in $headas has no XSPEC model library (libXSFunctions): was XSPEC" \
-               "selected when the tarball was downloaded?"
-    rm -rf "$HEASOFT_BUILD"
+    headas=$(heasoft_headas)
+    [ -n "$headas" ] || die "HEASoft installed no $HEASOFT_PREFIX/*-linux-gnu*/headas-init.sh"
+    heasoft_check "$headas" "$python"
+    echo "$key" >"$HEASOFT_PREFIX/.xrmod-heasoft-key"
+    if [ -n "$entry" ] && [ ! -f "$entry.tar" ]; then
+        # written under temporary names and renamed: a cut-short copy is never an entry
+        mkdir -p "$HEASOFT_CACHE"
+        tar -C "$HEASOFT_PREFIX" -cf "$entry.tar.part" .
+        (cd "$HEASOFT_CACHE" && sha256sum "$(basename "$entry").tar.part" \
+            | sed 's/\.part$//' >"$entry.sha256.part")
+        echo "$key" >"$entry.key.part"
+        mv "$entry.tar.part" "$entry.tar"
+        mv "$entry.key.part" "$entry.key"
+        mv "$entry.sha256.part" "$entry.sha256"
+        echo "HEASoft cached as $entry.tar ($(du -h "$entry.tar" | cut -f1))"
+    fi
     echo "HEADAS=$headas"
 }
 
