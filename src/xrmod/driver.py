@@ -75,6 +75,7 @@ from xrmod.library import (
     LibraryWriter,
     UnitResult,
     check_same_config,
+    check_same_provenance,
     count_status,
     create_library,
     pending_units,
@@ -849,12 +850,17 @@ def _run(
                 _finish_attrs(job.output, comm.size, kind)
             return 0
         engine = _agree(comm, _prepared_engine, job)
+        identity = engine.provenance()  # which XSPEC: the same on every rank
+        if not plan.create:
+            _on_root(comm, check_same_provenance, job.output, identity)
         mpio_comm = (
             (_comm_self() if isinstance(comm, _Serial) else comm) if kind == "mpio" else None
         )
         if plan.create:
             attrs = comm.bcast(
-                {**job.provenance(n_ranks=comm.size), "writer": kind} if comm.rank == 0 else None
+                {**job.provenance(n_ranks=comm.size), **identity, "writer": kind}
+                if comm.rank == 0
+                else None
             )
             if kind == "mpio":  # collective creation: every rank, same arguments
                 _agree(comm, _create, job, attrs, mpio_comm)

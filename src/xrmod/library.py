@@ -40,6 +40,7 @@ __all__ = [
     "LibraryWriter",
     "UnitResult",
     "check_same_config",
+    "check_same_provenance",
     "count_status",
     "create_library",
     "describe",
@@ -478,6 +479,34 @@ def check_same_config(path: str | os.PathLike, config_text: str) -> None:
             "differs): refusing to resume it; use --overwrite to start again, or choose "
             "another output"
         )
+
+
+def check_same_provenance(path: str | os.PathLike, attrs: Mapping[str, str]) -> None:
+    """Refuse to continue a library whose points another XSPEC computed.
+
+    Every key of *attrs* (the engine's :meth:`~xrmod.engines.base.Engine.provenance`)
+    must hold the same value in the library's root attributes: a library
+    resumed with another XSPEC model library would mix two models' fits.
+
+    Raises
+    ------
+    xrmod.errors.InputError
+        A value differs or is not recorded.
+    """
+    import h5py
+
+    from xrmod.errors import InputError
+
+    with h5py.File(path, "r") as f:
+        stored = {key: _plain(f.attrs.get(key)) for key in attrs}
+    for key, value in attrs.items():
+        if key.endswith(("_origin", "_version")) and stored[key] != value:
+            was = "not recorded" if stored[key] is None else repr(stored[key])
+            raise InputError(
+                f"{path} was computed with {key} = {was}, this run has {value!r} "
+                f"({attrs.get('xspec_models', '')}): refusing to mix them in one library; "
+                "resume it where it was made, or use --overwrite to start again"
+            )
 
 
 def open_library(path: str | os.PathLike):

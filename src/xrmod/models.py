@@ -1,10 +1,11 @@
 """Source spectra from XSPEC's own model functions.
 
 The native engine does not reimplement the source models: it calls the
-functions of XSPEC's model library (``libXSFunctions``), which the
-``xspectrampoline`` package ships (XSPEC 12.15) and which a real HEASoft
-provides when ``$HEADAS`` is set. A source is a multiplicative absorber times
-an additive emission model, written as XSPEC writes it (``"tbabs*zbremss"``).
+functions of XSPEC's model library (``libXSFunctions``): HEASoft's own when
+``$HEADAS`` names a complete one, else the copy the ``xspectrampoline``
+package ships (XSPEC 12.15); :mod:`xrmod.xspec_library` chooses and loads it.
+A source is a multiplicative absorber times an additive emission model,
+written as XSPEC writes it (``"tbabs*zbremss"``).
 
 Calling conventions (as in Sherpa's XSPEC bindings): the energy grid is one
 array of ``n + 1`` bin edges in keV; C-interface models (``C_tbabs``,
@@ -40,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xrmod.errors import ConfigError, EngineError, ResponseError
+from xrmod.xspec_library import ModelLibrary, load_library
 
 __all__ = [
     "ABSORBERS",
@@ -209,53 +211,17 @@ def silence_c_output(fds: Sequence[int] = (1, 2)) -> Iterator[None]:
 # --------------------------------------------------------------------------- library
 
 
-@dataclass(frozen=True)
-class _Library:
-    handle: Any  # xspectrampoline.LibXSPEC
-    headas: str  # the HEADAS the library was loaded from
-    headas_from_user: bool  # False for the copy xspectrampoline bundles
-
-    def string(self, symbol: str, *args: bytes) -> str:
-        func = getattr(self.handle.lib_xs_functions, symbol)
-        func.restype = ctypes.c_char_p
-        func.argtypes = [ctypes.c_char_p] * len(args)
-        return (func(*args) or b"").decode(errors="replace")
-
-
-@functools.cache
-def _library() -> _Library:
-    """Load XSPEC's model library once (silently: FNINIT prints the tables)."""
-    try:
-        with silence_c_output():
-            import xspectrampoline
-            import xspectrampoline_helpers
-    except ImportError as exc:
-        raise EngineError(
-            f"the native engine needs XSPEC's model library: pip install xspectrampoline ({exc})"
-        ) from exc
-    except Exception as exc:  # xspectrampoline.NoLibXSPEC and dlopen failures
-        where = os.environ.get("HEADAS", "<bundled>")
-        raise EngineError(
-            f"cannot load XSPEC's model library (libXS, libXSFunctions) from HEADAS={where}; "
-            f"unset HEADAS to use the copy xspectrampoline bundles ({type(exc).__name__}: {exc})"
-        ) from exc
-    # xspectrampoline sets $HEADAS to its own copy when it is unset, so compare paths.
-    headas = os.path.normpath(xspectrampoline.get_HEADAS())
-    bundled = getattr(xspectrampoline_helpers, "_libxspec_path", None)
-    from_user = bundled is None or headas != os.path.normpath(str(bundled))
-    lib = _Library(xspectrampoline.get_libraries(), headas, from_user)
-    logger.debug("XSPEC model library loaded from %s", lib.headas)
-    return lib
+def _library() -> ModelLibrary:
+    """XSPEC's model library, loaded once (:mod:`xrmod.xspec_library` chooses the copy)."""
+    return load_library()
 
 
 @functools.cache
 def _function(symbol: str) -> Any:
     try:
-        return _library().handle.get_model(symbol)
+        return _library().model(symbol)
     except AttributeError as exc:
-        raise EngineError(
-            f"XSPEC's model library at {_library().headas} has no function {symbol}"
-        ) from exc
+        raise EngineError(f"XSPEC's model library at {_library().headas} has no {symbol}") from exc
 
 
 def _table_names(filename: str) -> list[str]:
@@ -289,7 +255,7 @@ def _set_tables(abund: str, xsect: str) -> None:
         if lib.string(getter).strip().lower() == name:
             continue
         ierr = ctypes.c_int(0)
-        func = getattr(lib.handle.lib_xs_functions, setter)
+        func = getattr(lib.functions, setter)
         func.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
         func.restype = None
         with silence_c_output():
@@ -299,7 +265,7 @@ def _set_tables(abund: str, xsect: str) -> None:
             raise ConfigError(f"XSPEC has no table {name!r} (known: {known})", key=key)
 
 
-def _apec_data_problem(lib: _Library) -> str | None:
+def _apec_data_problem(lib: ModelLibrary) -> str | None:
     """Why apec cannot run here (no AtomDB files), or None when the files are there.
 
     Mirrors XSPEC's ``getApedFileNames``: the version is the ``APECROOT``
@@ -667,8 +633,8 @@ class SourceModel:
         lib = _library()
         where = (
             f"HEADAS={lib.headas} has none"
-            if lib.headas_from_user
-            else "HEADAS is not set and xspectrampoline ships none"
+            if lib.origin == "heasoft"
+            else f"the copy of {lib.package} has none"
         )
         return (
             f"{self.emission} needs XSPEC atomic data; set HEADAS to a HEASoft with "

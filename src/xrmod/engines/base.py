@@ -64,5 +64,14 @@ class Engine(ABC):
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Compute every point of *unit*; failures become status codes, not exceptions."""
 
+    def provenance(self) -> dict[str, str]:
+        """What computed the fits, for the library's root attributes (after :meth:`prepare`).
+
+        The keys ``xspec_models`` (one line), ``xspec_models_origin`` and
+        ``xspec_models_version`` say which XSPEC evaluated the source model; a
+        library is continued (``--resume``) only by the same.
+        """
+        return {}
+
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release what :meth:`prepare` acquired (scratch files); the driver calls it last."""

@@ -635,6 +635,12 @@ class NativeEngine(Engine):
             self.timers["prepare"],
         )
 
+    def provenance(self) -> dict[str, str]:
+        """The XSPEC model library the source spectra came from (:mod:`xrmod.xspec_library`)."""
+        from xrmod.xspec_library import provenance
+
+        return provenance()
+
     def _fold(self, arf_rows: np.ndarray, flux: np.ndarray) -> np.ndarray:
         """Expected counts exposure · Rᵀ(A ⊙ S) of the rows S of *flux*, in one product.
 

@@ -222,6 +222,12 @@ class ReferenceEngine(Engine):
         )
         log.debug("reference engine: %d band channels, %d energies", *self._fold_matrix.shape)
 
+    def provenance(self) -> dict[str, str]:
+        """The XSPEC model library the source spectra came from (:mod:`xrmod.xspec_library`)."""
+        from xrmod.xspec_library import provenance
+
+        return provenance()
+
     def fold(self, arf: np.ndarray, kt: float) -> np.ndarray:
         """Expected counts per band channel for norm 1: exposure · Rᵀ (A ⊙ S_kT)."""
         flux = self._model.photon_flux(self._energ_lo, self._energ_hi, kt, **self._model_kwargs)
