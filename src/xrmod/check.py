@@ -18,10 +18,12 @@ tolerance. The points (:func:`choose_points`) run a diagonal through the grid:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import itertools
 import logging
 import math
+import multiprocessing
 import os
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -320,6 +322,44 @@ def _run(name: str, job: Any, flats: list[int]) -> EngineRun:
     return run
 
 
+class _Collect(logging.Handler):
+    """Keeps the records of a child process, to log them again in the parent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.name, record.levelno, self.format(record)))
+
+
+def _run_child(name: str, cfg: Any, flats: list[int]) -> tuple[EngineRun, list]:
+    """In a fresh process: build the job, run engine *name*, return its run and log records."""
+    from xrmod.job import job_from_config
+
+    collect = _Collect()
+    root = logging.getLogger("xrmod")
+    root.addHandler(collect)
+    root.setLevel(logging.INFO)
+    return _run(name, job_from_config(cfg), flats), collect.records
+
+
+def _run_in_process(name: str, cfg: Any, flats: list[int]) -> EngineRun:
+    """Run engine *name* in a process of its own (``spawn``: nothing inherited).
+
+    XSPEC is one session per process with process-wide state, and two XSPEC
+    builds (the model library of the native engine, HEASoft's under PyXSPEC)
+    cannot share a process: every engine of the check gets a fresh one.
+    What the engine logs there is logged again here.
+    """
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        run, records = pool.submit(_run_child, name, cfg, flats).result()
+    for logger, level, message in records:
+        logging.getLogger(logger).log(level, "%s", message)
+    return run
+
+
 def check_engines(
     config: str | os.PathLike | None,
     *,
@@ -369,7 +409,7 @@ def check_engines(
     params = grid.theta_parameters(thetas_index)
     thetas = [{k: float(v[i]) for k, v in params.items()} for i in range(len(flats))]
     temps = grid.temperatures[grid.temperature_index(np.asarray(flats, dtype=np.int64))]
-    runs = {name: _run(name, job, flats) for name in names}
+    runs = {name: _run_in_process(name, job.config, flats) for name in names}
     report = CheckReport(
         config=cfg.source_path,
         engines=names,

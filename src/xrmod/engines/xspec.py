@@ -58,11 +58,14 @@ that point ``ERROR`` with NaN results, logged, and the unit goes on.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +75,7 @@ import numpy as np
 from xrmod.engines.base import Engine
 from xrmod.errors import ConfigError, EngineError, XrmodError
 from xrmod.library import EXTRAS, UnitResult
+from xrmod.models import silence_c_output
 from xrmod.responses import write_pha
 from xrmod.status import Status
 
@@ -263,11 +267,35 @@ def _write_template(path: Path, rmf: RMF, *, exposure: float, backscal: float) -
     )
 
 
-def _import_xspec() -> Any:
+def _importable(name: str) -> bool:
+    """Whether ``import name`` would find a module that is not imported yet."""
+    if name in sys.modules:
+        return False
     try:
-        import xspec
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _import_xspec() -> Any:
+    """PyXSPEC, imported quietly, or EngineError (missing, or another XSPEC loaded here)."""
+    from xrmod.xspec_library import loaded_origin
+
+    if loaded_origin() == "bundled" and _importable("xspec"):
+        raise EngineError(
+            "this process evaluated models with the XSPEC copy xspectrampoline bundles; "
+            "PyXSPEC would bring HEASoft's, and two XSPEC versions cannot share one "
+            "process: run the xspec engine in a process of its own"
+        )
+    try:
+        with warnings.catch_warnings(), silence_c_output():
+            # PyXSPEC 2.0 (HEASoft 6.20) compares with literals using `is`
+            warnings.simplefilter("ignore", SyntaxWarning)
+            import xspec
     except (ImportError, OSError) as e:
         raise EngineError(f"{MISSING_PYXSPEC} (import xspec: {e})") from e
+    except Exception as e:  # std::logic_error when HEADAS is not set, and the like
+        raise EngineError(f"PyXSPEC failed to import: {type(e).__name__}: {e}") from e
     return xspec
 
 
@@ -393,7 +421,15 @@ class XspecEngine(Engine):
         )
 
     def _activate(self) -> None:
-        """Set the XSPEC session up for this engine: settings, spectrum, response, model."""
+        """Set the XSPEC session up for this engine: settings, spectrum, response, model.
+
+        What XSPEC prints meanwhile (the tbabs banner on its first evaluation)
+        is kept out of the output (logged at DEBUG), as during every point.
+        """
+        with silence_c_output():
+            self._set_up_session()
+
+    def _set_up_session(self) -> None:
         global _session_owner
         xs = self._xspec
         try:
@@ -441,6 +477,19 @@ class XspecEngine(Engine):
                 key="source.model",
             )
         _session_owner = weakref.ref(self)
+
+    def provenance(self) -> dict[str, str]:
+        """The XSPEC that fitted: its version and PyXSPEC's, as ``Xset.version`` reports them."""
+        if self._xspec is None:
+            raise EngineError("the xspec engine is not prepared (call prepare first)")
+        pyxspec, version = (str(v) for v in self._xspec.Xset.version)
+        headas = os.environ.get("HEADAS", "?")
+        return {
+            "xspec_models": f"XSPEC {version} from HEASoft, PyXSPEC {pyxspec} ({headas})",
+            "xspec_models_origin": "heasoft",
+            "xspec_models_version": version,
+            "pyxspec_version": pyxspec,
+        }
 
     def close(self) -> None:
         """Release the XSPEC session (if this engine holds it) and remove the scratch directory."""
@@ -586,7 +635,8 @@ class XspecEngine(Engine):
         try:
             for i, flat in enumerate(range(unit.start, unit.stop)):
                 try:
-                    code, values = self._point(flat, arf_path)
+                    with silence_c_output():
+                        code, values = self._point(flat, arf_path)
                 except Exception:
                     log.exception("point %d failed in XSPEC", flat)
                     status[i] = Status.ERROR
