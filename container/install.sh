@@ -104,12 +104,7 @@ stage_system() {
         python3 python3-venv python3-dev
         openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
     )
-    if want_heasoft; then
-        # HEASoft's documented prerequisites on Debian/Ubuntu (HEASARC's own Dockerfile
-        # example lists these), plus gfortran for XSPEC's Fortran models
-        # what heacore, tcltk and Xspec need (no X11: configure leaves out the GUIs)
-        pkgs+=(gfortran libreadline-dev libncurses-dev perl zlib1g-dev make)
-    fi
+    if want_heasoft; then pkgs+=("${HEASOFT_PACKAGES[@]}"); fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
     update-ca-certificates >/dev/null
@@ -168,6 +163,23 @@ PYEOF
 # build is kept in a cache keyed by everything that decides its result (heasoft_key), so a
 # second image, or CI's next run on the same machine, unpacks it instead of compiling for
 # ~15 minutes; an entry is used only when its key and its checksum both match.
+
+# What heacore, tcltk and Xspec need to build and run. configure leaves the GUIs out by
+# itself; PGPLOT's X driver links libX11 where it is found, so it is always there: a build
+# is the same on every machine (a cached one runs wherever its key matches).
+HEASOFT_PACKAGES=(gfortran libreadline-dev libncurses-dev libx11-dev perl zlib1g-dev make)
+
+heasoft_prerequisites() {  # install HEASOFT_PACKAGES that are missing (Debian)
+    local missing=() p
+    for p in "${HEASOFT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    echo "apt-get install ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
 
 heasoft_python() {  # the interpreter PyXSPEC is built for: the base of $HEASOFT_PYTHON's venv
     local py=${HEASOFT_PYTHON:-$PY}
@@ -275,11 +287,14 @@ heasoft_check() {  # heasoft_check HEADAS PYTHON: XSPEC's model library and PyXS
     ls "$headas"/lib/libXSFunctions* >/dev/null 2>&1 \
         || die "HEASoft in $headas has no XSPEC model library (libXSFunctions): was XSPEC" \
                "selected when the tarball was downloaded?"
+    # byte-compiled now, as root: PyXSPEC 2.0's sources warn (SyntaxWarning) when compiled,
+    # and an unprivileged user of the image could not write the cache
+    "$python" -m compileall -q "$headas/lib/python" >/dev/null 2>&1 || true
     (
         set +u   # headas-init.sh reads variables that may be unset
         export HEADAS=$headas
         . "$headas/headas-init.sh"
-        "$python" -c 'import xspec; print("PyXSPEC", *xspec.Xset.version)' </dev/null
+        "$python" -W error -c 'import xspec; print("PyXSPEC", *xspec.Xset.version)' </dev/null
     ) || die "PyXSPEC does not import from $headas with $python"
 }
 
@@ -289,6 +304,7 @@ stage_heasoft() {
         return
     fi
     local tarball python key hash headas entry
+    heasoft_prerequisites
     tarball=$(heasoft_tarball)
     python=$(heasoft_python)
     key=$(heasoft_key "$tarball" "$python")
