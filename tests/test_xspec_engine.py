@@ -398,6 +398,28 @@ def test_new_minimum_refits_then_fails(prepared, job):
     assert len(session.performs) - before == 2 * unit.size * (NEW_MINIMUM_RETRIES + 1)
 
 
+def test_best_fit_the_error_search_finds_is_the_result(prepared, job):
+    """XSPEC 12.9's error command, meeting a lower statistic, fits again from there, sets
+    the parameters to that fit and repeats the search (flags then all F): the result is
+    that fit, not the one before the search (which lies outside the new bounds)."""
+    engine, session = prepared
+
+    def new_best(s):
+        kt = s.model.by_name("kT")
+        kt.values = kt.values[0] * 1.3
+        s.statistic -= 2.5
+
+    session.hooks["error"] = new_best
+    unit = job.grid.unit(1)
+    res = engine.run_unit(unit)
+    del session.hooks["error"]
+    assert (res.status == Status.OK).all()
+    truth = job.grid.temperatures[np.arange(unit.start, unit.stop) % job.grid.temperatures.size]
+    np.testing.assert_allclose(res.results[:, 1], 1.3 * truth)
+    np.testing.assert_allclose(res.results[:, [0, 2]], np.outer(1.3 * truth, [0.9, 1.1]))
+    np.testing.assert_allclose(res.extras["cstat"], 100.0 + 1.0 - 2.5)
+
+
 def test_exception_in_a_point_fails_that_point_only(prepared, job):
     engine, session = prepared
     unit = job.grid.unit(2)

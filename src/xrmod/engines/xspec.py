@@ -539,11 +539,13 @@ class XspecEngine(Engine):
         self._set_start(kt_true)
         for _ in range(NEW_MINIMUM_RETRIES + 1):
             xs.Fit.perform()
+            xs.Fit.error(self.error_command)
+            error = tuple(kt.error)
+            # A search that meets a lower statistic makes that the best fit (XSPEC sets
+            # the parameters to it and repeats the search from there): read it after
             best = float(kt.values[0])
             fitted_norm = float(norm.values[0])
             statistic = float(xs.Fit.statistic)
-            xs.Fit.error(self.error_command)
-            error = tuple(kt.error)
             if not str(error[2]).strip().upper().startswith("T"):
                 break
         values, status = interpret_error(best, error, self._kt_limits)
