@@ -4,7 +4,7 @@ Run by ``container/test-image.sh`` with the host's Python (from outside the imag
 the Apptainer definition's ``%test`` with the image's own. Exit status 0 when the library
 is complete and well formed, 1 with one line per problem otherwise::
 
-    python check_library.py LIBRARY --axes mu,sigma,amp --ranks 2 --writer mpio
+    python check_library.py LIBRARY --axes mu,sigma,amp --ranks 2 --writer mpio [--engine xspec]
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ PROVENANCE = (
     "writer",
     "start_time",
     "end_time",
+    "xspec_models",
+    "xspec_models_origin",
+    "xspec_models_version",
 )
 
 
@@ -39,7 +42,13 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def problems(path: str, axes: list[str], ranks: int | None, writer: str | None) -> list[str]:
+def problems(
+    path: str,
+    axes: list[str],
+    ranks: int | None,
+    writer: str | None,
+    engine: str | None = None,
+) -> list[str]:
     """Everything wrong with the library at *path* (an empty list when it is fine).
 
     Parameters
@@ -52,6 +61,9 @@ def problems(path: str, axes: list[str], ranks: int | None, writer: str | None) 
         Expected ``n_ranks`` attribute (None: not checked).
     writer : str or None
         Expected ``writer`` attribute (None: not checked).
+    engine : str or None
+        Expected ``engine`` attribute (None: not checked); the XSPEC that computed
+        the library must be recorded either way.
     """
     found: list[str] = []
     with h5py.File(path, "r") as f:
@@ -64,6 +76,10 @@ def problems(path: str, axes: list[str], ranks: int | None, writer: str | None) 
             found.append(f"n_ranks is {f.attrs.get('n_ranks')}, expected {ranks}")
         if writer is not None and _text(f.attrs.get("writer", "")) != writer:
             found.append(f"writer is {f.attrs.get('writer')!r}, expected {writer!r}")
+        if engine is not None and _text(f.attrs.get("engine", "")) != engine:
+            found.append(f"engine is {f.attrs.get('engine')!r}, expected {engine!r}")
+        if engine == "xspec" and _text(f.attrs.get("xspec_models_origin", "")) != "heasoft":
+            found.append("an xspec-engine library not computed by HEASoft's XSPEC")
 
         order = [_text(a) for a in f["PARAMS"].attrs["axes"]]
         if order != axes:
@@ -71,20 +87,22 @@ def problems(path: str, axes: list[str], ranks: int | None, writer: str | None) 
         shape = tuple(f["PARAMS"][name].size for name in order)
         shape += (f["LIBRARY/temps"].size,)
 
-        status = f["LIBRARY/status"][()]
-        if status.shape != shape:
-            found.append(f"status has shape {status.shape}, expected {shape}")
-        codes, counts = np.unique(status, return_counts=True)
-        if not np.all(status == 1):
-            summary = ", ".join(f"{c}: {n}" for c, n in zip(codes, counts, strict=True))
-            found.append(f"not every point is done and ok (status counts {summary})")
-
-        for name in ("results", "results_modified"):
+        for name, status_name in (("results", "status"), ("results_modified", "status_modified")):
+            if status_name not in f["LIBRARY"]:
+                found.append(f"no dataset LIBRARY/{status_name}")
+                continue
+            status = f["LIBRARY"][status_name][()]
+            if status.shape != shape:
+                found.append(f"{status_name} has shape {status.shape}, expected {shape}")
+            codes, counts = np.unique(status, return_counts=True)
+            if not np.all(status == 1):
+                summary = ", ".join(f"{c}: {n}" for c, n in zip(codes, counts, strict=True))
+                found.append(f"{status_name}: not every fit is done and ok ({summary})")
             data = f["LIBRARY"][name][()]
             if data.shape != (*shape, 3):
                 found.append(f"{name} has shape {data.shape}, expected {(*shape, 3)}")
             elif not np.all(np.isfinite(data[..., 1][status == 1])):
-                found.append(f"{name}: a point with status 1 has a non-finite kT")
+                found.append(f"{name}: a fit with status 1 has a non-finite kT")
     return found
 
 
@@ -95,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--axes", required=True, help="expected axis order, comma-separated")
     parser.add_argument("--ranks", type=int, help="expected n_ranks")
     parser.add_argument("--writer", help="expected writer (mpio, merge, direct)")
+    parser.add_argument("--engine", help="expected engine (native, xspec)")
     args = parser.parse_args(argv)
-    found = problems(args.library, args.axes.split(","), args.ranks, args.writer)
+    found = problems(args.library, args.axes.split(","), args.ranks, args.writer, args.engine)
     for line in found:
         print(f"check_library: {args.library}: {line}", file=sys.stderr)
     if not found:

@@ -17,13 +17,14 @@
 #            can cache it and redo only the `app` stage when the sources change).
 #   heasoft  optional (WITH_HEASOFT): HEASoft (XSPEC + PyXSPEC) built from the source
 #            tarball the site supplies; see container/README.md for which tarball and how
-#            long it takes. PyXSPEC is built for the venv's Python; xrmod's native engine
-#            then loads XSPEC's model library from this HEASoft ($HEADAS) instead of the copy
-#            xspectrampoline bundles, and the xspec engine can import PyXSPEC.
+#            long it takes. PyXSPEC is built for the venv's Python, so the xspec engine can
+#            import it; xrmod's native engine uses this HEASoft's XSPEC model library when
+#            it is complete, else the copy xspectrampoline bundles (xrmod.xspec_library).
 #   app      xrmod itself from $XRMOD_SRC (compiled with scikit-build-core, CMake, Cython);
 #            writes $XRMOD_PREFIX/env.sh (venv + HEASoft environment), the wrapper
 #            $XRMOD_PREFIX/bin/xrmod-env (runs a command in that environment) and copies
-#            tiny.toml and check_library.py (the image tests) to $XRMOD_PREFIX/share.
+#            tiny.toml, tiny-xspec.toml and check_library.py (the image tests) to
+#            $XRMOD_PREFIX/share.
 #
 # Usage: install.sh [STAGE...]      STAGE: system python heasoft app (default: all four)
 #
@@ -390,7 +391,7 @@ stage_app() {
     # CMake is Debian's (pyproject.toml's cmake.version accepts it, nothing is downloaded)
     pip_install --no-build-isolation "$XRMOD_SRC"
     write_env
-    cp "$here/tiny.toml" "$here/check_library.py" "$XRMOD_PREFIX/share/"
+    cp "$here/tiny.toml" "$here/tiny-xspec.toml" "$here/check_library.py" "$XRMOD_PREFIX/share/"
 
     step "check the installation"
     # shellcheck disable=SC1091
