@@ -33,13 +33,20 @@ one on the bundled RMF, 0.2-1.7 counts per channel, 40 ks, BACKSCAL 5): the
 engines draw source + scaled background and a new background, and fit with the
 W-statistic; Sherpa fits the same counts with ``WStat``.
 
+With ``--xspec`` the xspec engine (PyXSPEC: run in HEASoft's environment) does
+the same points too, in a process of its own, one pass; its Poisson draws come
+from XSPEC's generator, so only its time is compared (``xrmod check-engines``
+compares the numbers on Asimov spectra). ``--no-sherpa`` leaves Sherpa out
+(HEASoft's Python may have none).
+
 Run: ``python bench/engine.py [--n 30] [--reference 6] [--sherpa-cache absorber]
-[--background]``.
+[--background] [--xspec] [--no-sherpa]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import multiprocessing
 import os
@@ -87,6 +94,8 @@ def run_engine(
     """
     from xrmod.grid import WorkUnit
 
+    if kind == "xspec" and importlib.util.find_spec("xspec") is None:
+        return None  # no PyXSPEC: not in HEASoft's environment
     if kind == "reference":
         try:
             from xrmod.engines.reference import ReferenceEngine
@@ -201,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
         help="which Sherpa model components keep their cache (default: the frozen absorber)",
     )
     parser.add_argument("--no-sherpa-defaults", action="store_true", help="skip Sherpa defaults")
+    parser.add_argument("--no-sherpa", action="store_true", help="skip Sherpa altogether")
+    parser.add_argument(
+        "--xspec", action="store_true", help="the xspec engine too (needs PyXSPEC/HEASoft)"
+    )
     parser.add_argument(
         "--background", action="store_true", help="add a background (W-statistic fits)"
     )
@@ -232,9 +245,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference > 0:
         ref = _in_child(run_engine, "reference", ref_units, 1, background)
         phases.append(("reference (NumPy)", ref))
-    tight = _in_child(run_sherpa, True, args.sherpa_cache, units, background)
-    phases.append(("Sherpa, tight", tight))
-    if not args.no_sherpa_defaults:
+    if args.xspec:
+        phases.append(("xspec (PyXSPEC)", _in_child(run_engine, "xspec", units, 1, background)))
+    if not args.no_sherpa:
+        tight = _in_child(run_sherpa, True, args.sherpa_cache, units, background)
+        phases.append(("Sherpa, tight", tight))
+    if not (args.no_sherpa or args.no_sherpa_defaults):
         defaults = _in_child(run_sherpa, False, args.sherpa_cache, units, background)
         phases.append(("Sherpa, defaults", defaults))
 
@@ -268,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         f"status != ok: {bad}/{len(native['status'])}"
     )
     for label, r in phases[1:]:
-        if r is not None:
+        if r is not None and not label.startswith("xspec"):
             print(f"native vs {label}: {_agreement(native, r)}")
 
 
