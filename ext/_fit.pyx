@@ -70,12 +70,14 @@ cdef enum:
     STATUS_OK = 1
     STATUS_FIT_FAILED = -3
     STATUS_BOUND_AT_LIMIT = -4
+    STATUS_MODEL_JUMP = -6
 
 #: Status codes the kernels return (the values of xrmod.status.Status).
 STATUS_CODES = {
     "OK": STATUS_OK,
     "FIT_FAILED": STATUS_FIT_FAILED,
     "BOUND_AT_LIMIT": STATUS_BOUND_AT_LIMIT,
+    "MODEL_JUMP": STATUS_MODEL_JUMP,
 }
 
 # Iteration cap of the minimiser and of each bound search.
@@ -515,29 +517,23 @@ cdef int minimise(Problem* p, double x0, double a, double b, double xtol,
     return STATUS_OK
 
 
-cdef int find_bound(Problem* p, double xmin, Eval at_min, double delta,
-                    double limit, double xtol, double* x_out) noexcept nogil:
-    """Where C = C_min + delta between xmin and limit.
+cdef int find_crossing(Problem* p, double x0, double d2, double depth, double target,
+                       double end, double g_end, double xtol, double* x_out) noexcept nogil:
+    """Where C = target between x0 (C(x0) = target − depth) and end (C(end) − target = g_end ≥ 0).
 
-    Returns STATUS_OK, STATUS_BOUND_AT_LIMIT (C(limit) < C_min + delta: no
-    bound inside the limits, x_out NaN, as the reference reports it) or
-    STATUS_FIT_FAILED. Newton steps on g = C - C_min - delta from the
-    parabolic guess, kept inside the bracket [xmin, limit]; regula falsi
-    with the Illinois modification otherwise (bisection while an end is
+    x0 and end lie in one smooth piece. Returns STATUS_OK or
+    STATUS_FIT_FAILED. Newton steps on g = C − target from the parabolic
+    guess x0 ± √(2 depth / d2), kept inside the bracket [x0, end]; regula
+    falsi with the Illinois modification otherwise (bisection while an end is
     +inf).
     """
-    cdef double sgn = 1.0 if limit > xmin else -1.0
-    cdef double target = at_min.value + delta
-    cdef double lo = xmin, hi = limit, glo = -delta, ghi, x, xn, g
+    cdef double sgn = 1.0 if end > x0 else -1.0
+    cdef double lo = x0, hi = end, glo = -depth, ghi = g_end, x, xn, g
     cdef Eval e
     cdef int it, side = 0
     x_out[0] = NAN
-    e = evaluate(p, limit)
-    ghi = e.value - target
-    if not (ghi >= 0.0):
-        return STATUS_BOUND_AT_LIMIT
-    if at_min.d2 > 0.0 and isfinite(at_min.d2):
-        x = xmin + sgn * sqrt(2.0 * delta / at_min.d2)
+    if d2 > 0.0 and isfinite(d2):
+        x = x0 + sgn * sqrt(2.0 * depth / d2)
     else:
         x = 0.5 * (lo + hi)
     if not ((x - lo) * sgn > 0.0 and (hi - x) * sgn > 0.0):
@@ -580,101 +576,134 @@ cdef int find_bound(Problem* p, double xmin, Eval at_min, double delta,
 
 # Offset of the left limit at a jump: the kernel evaluates a jump's own x on its right.
 cdef double JUMP_EPS = 1.0e-11
+# Most smooth pieces of a fit range (Tables takes at most 16 jumps).
+cdef enum:
+    MAX_PIECES = 17
 
 
-cdef int minimise_pieces(Problem* p, double x_start, double x_lo, double x_hi,
-                         double* x_out, Eval* at_min) noexcept nogil:
-    """Minimise C over [x_lo, x_hi] when C jumps at p.jumps.
+cdef inline int worse(int a, int b) noexcept nogil:
+    """The more severe of two fit codes: FIT_FAILED < MODEL_JUMP < BOUND_AT_LIMIT < OK."""
+    cdef int ra = (0 if a == STATUS_FIT_FAILED else 1 if a == STATUS_MODEL_JUMP
+                   else 2 if a == STATUS_BOUND_AT_LIMIT else 3)
+    cdef int rb = (0 if b == STATUS_FIT_FAILED else 1 if b == STATUS_MODEL_JUMP
+                   else 2 if b == STATUS_BOUND_AT_LIMIT else 3)
+    return a if ra <= rb else b
 
-    Newton-minimises the smooth piece that holds x_start, then the pieces
-    beyond each neighbouring jump for as long as they may hold a lower value
-    (C at the far side of the jump is lower than the best so far, or falls
-    away from the jump), and keeps the lowest minimum. A minimum at the left
-    limit of a jump sits JUMP_EPS below it.
+
+cdef int outer_bound(Problem* p, Py_ssize_t k, Py_ssize_t n, double xm, Eval em,
+                     double depth, double target, double end, double* x_out) noexcept nogil:
+    """The crossing of the target in piece k between its minimum xm and its edge *end*.
+
+    NaN with STATUS_BOUND_AT_LIMIT when C(end) < target and *end* is a kT
+    limit (piece 0 going down, piece n − 1 going up), NaN with
+    STATUS_MODEL_JUMP when *end* is a jump (S stops there).
     """
-    cdef Py_ssize_t n = 0, k, k0 = 0, i
-    cdef double bounds[18]
-    cdef double xb, xc, a, b
-    cdef Eval e, cand
-    cdef int status
-    bounds[0] = x_lo
-    n = 1
-    for i in range(p.n_jumps):
-        if x_lo < p.jumps[i] < x_hi and n < 17:
-            bounds[n] = p.jumps[i]
-            n += 1
-    bounds[n] = x_hi
-    # pieces k = 0 .. n-1: [bounds[k], bounds[k+1]] (right end: left limit of a jump)
-    for k in range(n):
-        if x_start >= bounds[k]:
-            k0 = k
-    a = bounds[k0] + (p.jump_offset if k0 > 0 else 0.0)
-    b = bounds[k0 + 1] - (JUMP_EPS if k0 + 1 < n else 0.0)
-    status = minimise(p, x_start, a, b, XTOL_DEFAULT, x_out, at_min)
-    if status != STATUS_OK:
-        return status
-    # rightwards
-    k = k0
-    while k + 1 < n:
-        xb = bounds[k + 1]
-        if x_out[0] < xb - JUMP_EPS - XTOL_DEFAULT and k > k0:
-            break  # the last piece searched has its minimum inside: stop
-        a = xb + p.jump_offset
-        e = evaluate(p, a)
-        if not (e.value < at_min[0].value or e.d1 < 0.0):
-            break
-        b = bounds[k + 2] - (JUMP_EPS if k + 2 < n else 0.0)
-        if minimise(p, a, a, b, XTOL_DEFAULT, &xc, &cand) == STATUS_OK:
-            if cand.value < at_min[0].value:
-                at_min[0] = cand
-                x_out[0] = xc
-        k += 1
-        if not (xc >= b - XTOL_DEFAULT):
-            break
-    # leftwards
-    k = k0
-    while k > 0:
-        xb = bounds[k]
-        if x_out[0] > xb + XTOL_DEFAULT and k < k0:
-            break
-        e = evaluate(p, xb - JUMP_EPS)
-        if not (e.value < at_min[0].value or e.d1 > 0.0):
-            break
-        a = bounds[k - 1] + (p.jump_offset if k > 1 else 0.0)
-        b = xb - JUMP_EPS
-        if minimise(p, b, a, b, XTOL_DEFAULT, &xc, &cand) == STATUS_OK:
-            if cand.value < at_min[0].value:
-                at_min[0] = cand
-                x_out[0] = xc
-        k -= 1
-        if not (xc <= a + XTOL_DEFAULT):
-            break
-    return STATUS_OK
+    cdef Eval e = evaluate(p, end)
+    cdef double g = e.value - target
+    x_out[0] = NAN
+    if not (g >= 0.0):
+        if (end < xm and k == 0) or (end > xm and k == n - 1):
+            return STATUS_BOUND_AT_LIMIT
+        return STATUS_MODEL_JUMP
+    return find_crossing(p, xm, em.d2, depth, target, end, g, XTOL_DEFAULT, x_out)
 
 
 cdef int fit_problem(Problem* p, double x_start, double x_lo, double x_hi,
                      double delta, double* out) noexcept nogil:
-    """Minimum and both bounds; fills out[0:5] = kT_lo, kT, kT_hi, norm, C_min."""
-    cdef Eval at_min
-    cdef double xmin = NAN, xb_lo = NAN, xb_hi = NAN
-    cdef int status, s_lo, s_hi
-    cdef int i
+    """Best fit and bounds as :class:`xrmod.status.Status` defines them; out[0:5] =
+    kT_lo, kT, kT_hi, norm, C_min.
+
+    The jumps in (x_lo, x_hi) split it into pieces [a_k, b_k]: a piece to the
+    right of a jump starts p.jump_offset above it, one to its left ends
+    JUMP_EPS below it. The piece holding x_start is minimised (Newton,
+    :func:`minimise`), then the pieces beyond, outwards on each side, for as
+    long as the next one's near edge is at or below the current target
+    (lowest minimum so far + delta) or C falls away from that edge; each
+    searched piece keeps its minimum. The lowest is the best fit; the
+    outermost searched pieces whose minimum is at or below the target hold
+    the bounds (:func:`outer_bound`); every jump between them must be
+    bridged (C at or below the target on both sides) or the fit is
+    STATUS_MODEL_JUMP, as it is when the best fit is at a jump.
+    """
+    cdef double a[MAX_PIECES]
+    cdef double b[MAX_PIECES]
+    cdef double xm[MAX_PIECES]
+    cdef Eval em[MAX_PIECES]
+    cdef Py_ssize_t n = 0, k, k0 = 0, kl, kr, kb, kf, kt
+    cdef double best, target, xj, xb_lo = NAN, xb_hi = NAN
+    cdef Eval e
+    cdef int status, s_lo, s_hi, i
     for i in range(5):
         out[i] = NAN
-    status = minimise_pieces(p, x_start, x_lo, x_hi, &xmin, &at_min)
+    a[0] = x_lo
+    for i in range(p.n_jumps):
+        xj = p.jumps[i]
+        if a[n] < xj - JUMP_EPS and xj + p.jump_offset < x_hi and n + 1 < MAX_PIECES:
+            b[n] = xj - JUMP_EPS
+            if x_start >= xj:
+                k0 = n + 1
+            n += 1
+            a[n] = xj + p.jump_offset
+    b[n] = x_hi
+    n += 1
+    status = minimise(p, x_start, a[k0], b[k0], XTOL_DEFAULT, &xm[k0], &em[k0])
     if status != STATUS_OK:
         return status
-    s_lo = find_bound(p, xmin, at_min, delta, x_lo, XTOL_DEFAULT, &xb_lo)
-    s_hi = find_bound(p, xmin, at_min, delta, x_hi, XTOL_DEFAULT, &xb_hi)
+    best = em[k0].value
+    kr = k0
+    while kr + 1 < n:  # rightwards
+        e = evaluate(p, a[kr + 1])
+        if not (e.value <= best + delta or e.d1 < 0.0):
+            break
+        kr += 1
+        if minimise(p, a[kr], a[kr], b[kr], XTOL_DEFAULT, &xm[kr], &em[kr]) != STATUS_OK:
+            return STATUS_FIT_FAILED
+        if em[kr].value < best:
+            best = em[kr].value
+    kl = k0
+    while kl > 0:  # leftwards
+        e = evaluate(p, b[kl - 1])
+        if not (e.value <= best + delta or e.d1 > 0.0):
+            break
+        kl -= 1
+        if minimise(p, b[kl], a[kl], b[kl], XTOL_DEFAULT, &xm[kl], &em[kl]) != STATUS_OK:
+            return STATUS_FIT_FAILED
+        if em[kl].value < best:
+            best = em[kl].value
+    kb = k0
+    for k in range(kl, kr + 1):
+        if em[k].value < em[kb].value:
+            kb = k
+    target = em[kb].value + delta
+    kf = kb  # the outermost pieces that reach the target
+    kt = kb
+    for k in range(kl, kr + 1):
+        if em[k].value <= target:
+            if k < kf:
+                kf = k
+            if k > kt:
+                kt = k
+    status = STATUS_OK
+    if (kb > 0 and xm[kb] <= a[kb]) or (kb < n - 1 and xm[kb] >= b[kb]):
+        status = STATUS_MODEL_JUMP  # the best fit is at a jump
+    for k in range(kf, kt):  # every jump inside the hull of S is bridged, or S has islands
+        if not (em[k].value <= target and em[k + 1].value <= target
+                and evaluate(p, b[k]).value <= target
+                and evaluate(p, a[k + 1]).value <= target):
+            status = STATUS_MODEL_JUMP
+    # the minimum's own piece: depth exactly delta (as the bounds were always found)
+    s_lo = outer_bound(p, kf, n, xm[kf], em[kf], delta if kf == kb else target - em[kf].value,
+                       target, a[kf], &xb_lo)
+    s_hi = outer_bound(p, kt, n, xm[kt], em[kt], delta if kt == kb else target - em[kt].value,
+                       target, b[kt], &xb_hi)
     if s_lo == STATUS_FIT_FAILED or s_hi == STATUS_FIT_FAILED:
         return STATUS_FIT_FAILED
-    if s_lo == STATUS_BOUND_AT_LIMIT or s_hi == STATUS_BOUND_AT_LIMIT:
-        status = STATUS_BOUND_AT_LIMIT
+    status = worse(status, worse(s_lo, s_hi))
     out[0] = exp(xb_lo)
-    out[1] = exp(xmin)
+    out[1] = exp(xm[kb])
     out[2] = exp(xb_hi)
-    out[3] = at_min.norm
-    out[4] = at_min.value if at_min.value > 0.0 else 0.0  # C >= 0; rounding can dip below
+    out[3] = em[kb].norm
+    out[4] = em[kb].value if em[kb].value > 0.0 else 0.0  # C >= 0; rounding can dip below
     return status
 
 

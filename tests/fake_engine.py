@@ -75,6 +75,9 @@ class FakeEngine(Engine):
         if unit.theta % 5 == 4:  # some documented failures too
             status[:] = Status.FIT_FAILED
             results[:] = np.nan
+        status_modified = status.copy()  # T1′: its own status, -4 where θ % 5 == 2
+        if unit.theta % 5 == 2:
+            status_modified[:] = Status.BOUND_AT_LIMIT
         extras = {
             name: np.arange(unit.start, unit.stop) * (k + 1.0) for k, name in enumerate(EXTRAS)
         }
@@ -83,7 +86,9 @@ class FakeEngine(Engine):
         if self._marks:
             with open(os.path.join(self._marks, f"unit.{unit.theta}"), "w") as f:
                 f.write(str(self._rank))
-        return UnitResult(unit.start, unit.stop, results, results * 1.01, status, extras)
+        return UnitResult(
+            unit.start, unit.stop, results, results * 1.01, status, status_modified, extras
+        )
 
 
 def use_fake_engine():

@@ -174,9 +174,11 @@ def test_choose_points_fills_a_small_grid():
 
 
 def _run(name, fits, codes):
+    """An EngineRun from (T1, T1′) results and (T1, T1′) status codes per point."""
     r = np.array([f[0] for f in fits], dtype=float)
     rm = np.array([f[1] for f in fits], dtype=float)
-    return EngineRun(name, None, r, rm, np.array(codes, dtype=np.int8))
+    status = np.array([c[0] for c in codes], dtype=np.int8)
+    return EngineRun(name, None, r, rm, status, np.array([c[1] for c in codes], dtype=np.int8))
 
 
 def test_deviation_in_sigma_units():
@@ -190,7 +192,7 @@ def test_deviation_in_sigma_units():
             (nan3, nan3),
             ([math.nan, 0.1, 0.5], [4.0, 5.0, 6.0]),
         ],
-        [ok, ok, int(Status.ARF_NEGATIVE), bound],
+        [(ok, ok), (ok, ok), (int(Status.ARF_NEGATIVE),) * 2, (bound, ok)],
     )
     b = _run(
         "b",
@@ -200,10 +202,16 @@ def test_deviation_in_sigma_units():
             (nan3, nan3),
             ([0.05, 0.1, 0.5], [4.0, 5.0, 6.0]),  # a bound where a has none
         ],
-        [ok, int(Status.FIT_FAILED), int(Status.ARF_NEGATIVE), bound],
+        [(ok, ok), (int(Status.FIT_FAILED), ok), (int(Status.ARF_NEGATIVE),) * 2, (bound, ok)],
     )
     dev = _deviation(a, b, delta=4.0)  # σ = half-width / 2 = 0.5
     np.testing.assert_allclose(dev[0], [1.0, 0.0])
-    assert np.isinf(dev[1]).all()  # statuses differ
+    # T1's statuses differ, T1′'s agree: compared per fit
+    assert np.isinf(dev[1, 0]) and dev[1, 1] == 0.0
     np.testing.assert_array_equal(dev[2], [0.0, 0.0])  # failed alike
     assert np.isinf(dev[3, 0]) and dev[3, 1] == 0.0
+    # a T1′ status that differs while T1's agree is caught on T1′ alone
+    c = _run("c", [f for f in [([4.0, 5.0, 6.0], [4.0, 5.0, 6.0])]], [(ok, bound)])
+    d = _run("d", [f for f in [([4.0, 5.0, 6.0], [4.0, 5.0, 6.0])]], [(ok, ok)])
+    dev = _deviation(c, d, delta=4.0)
+    assert dev[0, 0] == 0.0 and np.isinf(dev[0, 1])

@@ -189,7 +189,8 @@ def test_progress_log_lines(fake, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "points/s, ETA" in r.getMessage()]
     assert lines[-1].startswith("48/48 points (100%)")
     assert 10 <= len(lines) <= 16  # about every 5 %; a unit is 6.25 % of the points here
-    assert "9 failed" in lines[-1]
+    # points with a failed fit: T1 where θ % 5 == 4, T1′ only where θ % 5 == 2 (3 θ each)
+    assert "18 failed" in lines[-1]
 
 
 def test_serial_without_a_launcher(monkeypatch):
@@ -219,7 +220,10 @@ def _unit(grid, theta, value):
     start = theta * p
     res = np.full((p, 3), float(value)) + np.arange(p)[:, None]
     extras = {name: np.full(p, value + k) for k, name in enumerate(EXTRAS)}
-    return UnitResult(start, start + p, res, -res, np.full(p, 1, np.int8), extras)
+    # T1' gets its own status (-4), different from T1's, so a mix-up shows
+    return UnitResult(
+        start, start + p, res, -res, np.full(p, 1, np.int8), np.full(p, -4, np.int8), extras
+    )
 
 
 def _library(path, grid, text="cfg"):
@@ -284,6 +288,7 @@ def test_rank_file_takes_whole_theta_units_only(tmp_path):
             unit.results[:1],
             unit.results[:1],
             unit.status[:1],
+            unit.status_modified[:1],
             {k: v[:1] for k, v in unit.extras.items()},
         )
         with pytest.raises(ValueError, match="not one whole θ"):
@@ -327,7 +332,7 @@ def test_rank_file_keeps_units_in_memory_until_a_flush_is_due(tmp_path):
 def test_rank_file_flushes_a_full_buffer_and_every_unit_with_zero_seconds(tmp_path):
     grid = _grid()
     clock = _Clock()
-    row = 2 * (24 + 24 + 1 + 8 * len(EXTRAS)) + 12  # bytes of one unit of 2 points
+    row = 2 * (24 + 24 + 1 + 1 + 8 * len(EXTRAS)) + 12  # bytes of one unit of 2 points
     path = tmp_path / "full.h5"
     with RankFileWriter(path, grid, config_text="c", rank=0, flush_bytes=3 * row, clock=clock) as w:
         for theta in range(5):
@@ -351,27 +356,44 @@ def test_a_unit_the_writer_refuses_leaves_the_buffer_unchanged(tmp_path):
         extras = dict(bad.extras)
         extras["bogus"] = extras.pop("counts")
         with pytest.raises(KeyError):
-            w.write(UnitResult(bad.start, bad.stop, bad.results, bad.results, bad.status, extras))
+            w.write(
+                UnitResult(
+                    bad.start,
+                    bad.stop,
+                    bad.results,
+                    bad.results,
+                    bad.status,
+                    bad.status_modified,
+                    extras,
+                )
+            )
         w.write(_unit(grid, 2, 2))
     assert merge_rank_files(out, [path], grid, config_text="cfg").units == 2
     assert pending_units(out, grid).tolist() == [1, 3, 4, 5]
 
 
 def test_row_checksum_is_the_crc_of_start_then_each_field():
-    # rank files written by earlier versions chained the CRC field by field
+    # rank files written by earlier versions chained the CRC field by field (the same value)
     grid = _grid()
     units = [_unit(grid, theta, 7 * theta) for theta in range(3)]
     fields = {
         "results": np.stack([u.results for u in units]),
         "results_modified": np.stack([u.results_modified for u in units]),
         "status": np.stack([u.status for u in units]),
+        "status_modified": np.stack([u.status_modified for u in units]),
         **{name: np.stack([u.extras[name] for u in units]) for name in EXTRAS},
     }
     starts = np.array([u.start for u in units])
     for i, u in enumerate(units):
         crc = zlib.crc32(np.int64(u.start).tobytes())
-        values = (u.results, u.results_modified, u.status, *(u.extras[n] for n in EXTRAS))
-        dtypes = (np.float64, np.float64, np.int8, *(np.float64 for _ in EXTRAS))
+        values = (
+            u.results,
+            u.results_modified,
+            u.status,
+            u.status_modified,
+            *(u.extras[n] for n in EXTRAS),
+        )
+        dtypes = (np.float64, np.float64, np.int8, np.int8, *(np.float64 for _ in EXTRAS))
         for arr, dtype in zip(values, dtypes, strict=True):
             crc = zlib.crc32(np.ascontiguousarray(arr, dtype=dtype).tobytes(), crc)
         assert _row_checksums(starts, fields)[i] == crc

@@ -50,6 +50,7 @@ def _unit_result(start, stop, fill):
         results=np.stack([flat - 0.5, flat, flat + 0.5], axis=1),
         results_modified=np.stack([flat, flat + 1, flat + 2], axis=1) * fill,
         status=np.full(n, Status.OK, dtype=np.int8),
+        status_modified=np.full(n, Status.BOUND_AT_LIMIT, dtype=np.int8),  # differs on purpose
         extras={name: flat + i for i, name in enumerate(EXTRAS)},
     )
 
@@ -180,6 +181,7 @@ def test_unit_result_checks_shapes():
             2,
             np.zeros((2, 3)),
             np.zeros((3, 3)),
+            np.zeros(2, np.int8),
             np.zeros(2, np.int8),
             {},
         )

@@ -183,4 +183,4 @@ def test_the_bar_counts_failed_points(tmp_path):
     assert code == 0, shown
     states = _states(shown)
     assert states and states[-1]["done"] == states[-1]["total"] == "60", shown
-    assert "failed=12" in states[-1]["post"]
+    assert "failed=24" in states[-1]["post"]  # a fit failed: T1 (θ % 5 == 4) or T1′ (θ % 5 == 2)

@@ -10,10 +10,11 @@ runs (the baseline) column by column ([kT_lo, kT_fit, kT_hi]) in units of
     σ = mean over the two engines of (kT_hi − kT_lo) / (2 √error_delta),
 
 the 1σ half-width of the fitted interval (its half-width is √Δ σ for a
-statistic parabolic in kT). A point agrees when both engines give it the
-same status, NaN in the same places, and every difference is at most the
-tolerance. The points (:func:`choose_points`) run a diagonal through the grid:
-θ and T each from their first to their last value.
+statistic parabolic in kT). A point agrees when both engines give each of
+its fits the same status (``status`` for T1, ``status_modified`` for T1′),
+NaN in the same places, and every difference is at most the tolerance. The
+points (:func:`choose_points`) run a diagonal through the grid: θ and T each
+from their first to their last value.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ DEFAULT_TOLERANCE = 0.5
 #: Engines the check can run besides those a configuration may name.
 CHECK_ONLY_ENGINES = {"reference": "xrmod.engines.reference:ReferenceEngine"}
 
-_FITS = (("T1", "results"), ("T1'", "results_modified"))
+#: (label, results attribute, status attribute) of each fit.
+_FITS = (("T1", "results", "status"), ("T1'", "results_modified", "status_modified"))
 
 
 def choose_points(grid: Any, n: int) -> list[int]:
@@ -94,7 +96,8 @@ class EngineRun:
     error: str | None = None
     results: np.ndarray | None = None  # (n, 3)
     results_modified: np.ndarray | None = None  # (n, 3)
-    status: np.ndarray | None = None  # (n,)
+    status: np.ndarray | None = None  # (n,) the point and its T1 fit
+    status_modified: np.ndarray | None = None  # (n,) the point and its T1′ fit
 
     @property
     def available(self) -> bool:
@@ -108,7 +111,7 @@ class CheckReport:
 
     ``deviation[name]`` is (n, 2): the largest |difference| / σ of each point's
     T1 and T1′ from the baseline's (0 where both fits failed alike, inf where
-    the statuses or NaN positions differ).
+    that fit's statuses or NaN positions differ).
     """
 
     config: str
@@ -177,14 +180,14 @@ class CheckReport:
         bad = {n: set(v) for n, v in self.disagreeing.items()}
         for i, flat in enumerate(self.flats):
             theta = " ".join(f"{k}={v:g}" for k, v in self.thetas[i].items())
-            for j, (label, attr) in enumerate(_FITS):
+            for j, (label, attr, status) in enumerate(_FITS):
                 row = [str(flat), theta, f"{self.temperatures[i]:g}"] if j == 0 else ["", "", ""]
                 row.append(label)
                 for name in shown:
-                    row.append(_cell(self.runs[name], attr, i))
+                    row.append(_cell(self.runs[name], attr, status, i))
                 for name in others:
                     d = self.deviation[name][i, j]
-                    row.append("-" if d == 0 and _both_failed(self, name, i) else _num(d))
+                    row.append("-" if d == 0 and _both_failed(self, name, status, i) else _num(d))
                 verdict = "DIFFER" if any(i in bad.get(n, ()) for n in others) else "ok"
                 if not others:
                     verdict = "-"
@@ -223,8 +226,8 @@ def _num(x: float) -> str:
     return f"{x:.3f}" if x == 0 or x >= 1.0e-3 else f"{x:.1e}"
 
 
-def _cell(run: EngineRun, attr: str, i: int) -> str:
-    code = int(run.status[i])
+def _cell(run: EngineRun, attr: str, status: str, i: int) -> str:
+    code = int(getattr(run, status)[i])
     r = getattr(run, attr)[i]
     lo, fit, hi = r
     if not math.isfinite(fit):
@@ -236,9 +239,9 @@ def _cell(run: EngineRun, attr: str, i: int) -> str:
     return text
 
 
-def _both_failed(report: CheckReport, name: str, i: int) -> bool:
+def _both_failed(report: CheckReport, name: str, status: str, i: int) -> bool:
     a, b = report.runs[report.baseline], report.runs[name]
-    return int(a.status[i]) == int(b.status[i]) != Status.OK
+    return int(getattr(a, status)[i]) == int(getattr(b, status)[i]) != Status.OK
 
 
 def _sigma(r: np.ndarray, delta: float) -> float:
@@ -253,9 +256,9 @@ def _deviation(a: EngineRun, b: EngineRun, delta: float) -> np.ndarray:
     n = a.status.size
     out = np.zeros((n, 2))
     for i in range(n):
-        for j, (_, attr) in enumerate(_FITS):
+        for j, (_, attr, status) in enumerate(_FITS):
             ra, rb = getattr(a, attr)[i], getattr(b, attr)[i]
-            if int(a.status[i]) != int(b.status[i]):
+            if int(getattr(a, status)[i]) != int(getattr(b, status)[i]):
                 out[i, j] = math.inf
                 continue
             finite_a, finite_b = np.isfinite(ra), np.isfinite(rb)
@@ -308,6 +311,7 @@ def _run(name: str, job: Any, flats: list[int]) -> EngineRun:
     n = len(flats)
     run = EngineRun(name, None, np.full((n, 3), np.nan), np.full((n, 3), np.nan))
     run.status = np.zeros(n, dtype=np.int8)
+    run.status_modified = np.zeros(n, dtype=np.int8)
     per_theta = job.grid.points_per_theta
     try:
         for i, flat in enumerate(flats):
@@ -315,6 +319,7 @@ def _run(name: str, job: Any, flats: list[int]) -> EngineRun:
             run.results[i] = res.results[0]
             run.results_modified[i] = res.results_modified[0]
             run.status[i] = res.status[0]
+            run.status_modified[i] = res.status_modified[0]
     finally:
         close = getattr(engine, "close", None)
         if close is not None:

@@ -612,6 +612,7 @@ def _error_result(start: int, stop: int) -> UnitResult:
         nan3,
         nan3.copy(),
         np.full(n, Status.ERROR, dtype=np.int8),
+        np.full(n, Status.ERROR, dtype=np.int8),
         {name: np.full(n, np.nan) for name in EXTRAS},
     )
 
@@ -705,7 +706,8 @@ def _loop(
             out.compute_s += t1 - t0
             out.units += 1
             out.points += unit.size
-            counter.add_done(unit.size, int(np.count_nonzero(result.status < 0)))
+            failed = (result.status < 0) | (result.status_modified < 0)  # either fit
+            counter.add_done(unit.size, int(np.count_nonzero(failed)))
             if progress is not None:
                 progress.show(*counter.read()[:2])
     except Exception as exc:
@@ -1094,10 +1096,16 @@ def _conclude(
         merge_s,
         max(o.wait_s for o in outcomes),
     )
-    for code, c in sorted(counts.items()):
+    counts_modified = count_status(path, job.grid, "status_modified")
+    for code in sorted(set(counts) | set(counts_modified)):
         if code < 0:
             log.warning(
-                "%d points: status %d (%s)", c, code, Status(code).description, extra=_SUMMARY
+                "status %d (%s): %d points for T1, %d for T1'",
+                code,
+                Status(code).description,
+                counts.get(code, 0),
+                counts_modified.get(code, 0),
+                extra=_SUMMARY,
             )
     logs = [str(rank_log_path(path, o.rank)) for o in outcomes if o.logged]
     if logs:

@@ -1,6 +1,6 @@
 """The HDF5 library file: layout, writer and readers.
 
-Layout (format ``xrmod-library`` version 1; DESIGN §4)::
+Layout (format ``xrmod-library`` version 2; DESIGN §4)::
 
     /PARAMS/<axis>              1-D values of each modifier axis
     /PARAMS attrs               axes (ordered names = leading dims of results), family, units
@@ -8,14 +8,26 @@ Layout (format ``xrmod-library`` version 1; DESIGN §4)::
     /LIBRARY/realization        (R,) only when realizations > 1
     /LIBRARY/results            (N1, ..., Nd, [R,] NT, 3) [kT_lo, kT_fit, kT_hi], ORIGINAL ARF (T1)
     /LIBRARY/results_modified   same shape, MODIFIED ARF (T1')
-    /LIBRARY/status             (N1, ..., Nd, [R,] NT) int8: 0 not computed, 1 ok, <0 failure
+    /LIBRARY/status             (N1, ..., Nd, [R,] NT) int8: the point and its T1 fit
+                                (0 not computed, 1 ok, <0 failure: xrmod.status.Status)
+    /LIBRARY/status_modified    same shape and chunks, int8: its T1' fit
     /LIBRARY/norm, norm_modified, cstat, cstat_modified, counts   extras, same dims as status
+
+A failure of the point itself (the modified ARF negative −1 or non-finite
+−2, no counts −5, an unexpected error −10, not yet computed 0) is in both
+status datasets; a fit's own outcome (ok, −3, −4, −6) only in its own.
+Version 1 (xrmod before the per-fit status) had one ``status`` for both
+fits, the worse of the two, and no ``status_modified``: :func:`describe`
+and :func:`open_library` still read it, a resume refuses it.
 
 Failed and not-yet-computed points hold NaN, never zeros. Every dataset is
 chunked so that one θ (one work unit) fills whole chunks, and its chunks are
 allocated when the library is created: writing results afterwards changes no
 HDF5 metadata, so a process killed while writing cannot corrupt the file, and
-parallel HDF5 (which needs early allocation) writes the same layout.
+parallel HDF5 (which needs early allocation) writes the same layout. A unit's
+``status`` is written after everything else of it (``status_modified``
+included): a point whose ``status`` is not 0 has all its data on disk, which
+is what a resume relies on.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "RESULT_COLUMNS",
+    "STATUS_DATASETS",
     "LibraryWriter",
     "UnitResult",
     "check_same_config",
@@ -49,8 +62,15 @@ __all__ = [
 ]
 
 FORMAT_NAME = "xrmod-library"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RESULT_COLUMNS = ("kT_lo", "kT_fit", "kT_hi")
+#: The status datasets: name -> description. ``status`` is written last (the "done" marker).
+STATUS_DATASETS = {
+    "status": "status of the point and of its fit with the ORIGINAL ARF (T1)",
+    "status_modified": "status of the point and of its fit with the MODIFIED ARF (T1')",
+}
+#: Which fit each status dataset describes, as ``xrmod info`` labels it.
+STATUS_FITS = {"status": "T1", "status_modified": "T1'"}
 #: Per-point extras written beside the results: name -> description.
 EXTRAS = {
     "norm": "fitted norm, original ARF",
@@ -66,7 +86,10 @@ class UnitResult:
     """Results of one work unit: points ``start`` to ``stop`` (flat indices).
 
     ``results`` and ``results_modified`` are (n, 3) [kT_lo, kT_fit, kT_hi];
-    ``status`` is (n,) int8; ``extras`` maps each name of :data:`EXTRAS` to (n,).
+    ``status`` is (n,) int8, the status of each point and of its fit with the
+    original ARF (T1), ``status_modified`` (n,) int8 that of its fit with the
+    modified ARF (T1′) — a failure of the point itself is in both;
+    ``extras`` maps each name of :data:`EXTRAS` to (n,).
     """
 
     start: int
@@ -74,6 +97,7 @@ class UnitResult:
     results: np.ndarray
     results_modified: np.ndarray
     status: np.ndarray
+    status_modified: np.ndarray
     extras: Mapping[str, np.ndarray]
 
     def __post_init__(self) -> None:
@@ -82,6 +106,7 @@ class UnitResult:
             ("results", self.results, (n, 3)),
             ("results_modified", self.results_modified, (n, 3)),
             ("status", self.status, (n,)),
+            ("status_modified", self.status_modified, (n,)),
             *((name, arr, (n,)) for name, arr in self.extras.items()),
         ):
             if np.shape(arr) != shape:
@@ -208,16 +233,18 @@ def create_library(
         lib["results"].attrs["description"] = "fit with the ORIGINAL ARF (T1)"
         lib["results_modified"].attrs["description"] = "fit with the MODIFIED ARF (T1')"
 
-        status = lib.create_dataset(
-            "status",
-            shape=shape,
-            dtype=np.int8,
-            chunks=_chunks(grid),
-            fillvalue=0,
-            dcpl=_early_dcpl(),
-        )
-        status.attrs["dims"] = dims
-        status.attrs["codes"] = json.dumps({int(s): s.description for s in Status})
+        for name, description in STATUS_DATASETS.items():
+            status = lib.create_dataset(
+                name,
+                shape=shape,
+                dtype=np.int8,
+                chunks=_chunks(grid),
+                fillvalue=0,
+                dcpl=_early_dcpl(),
+            )
+            status.attrs["dims"] = dims
+            status.attrs["codes"] = json.dumps({int(s): s.description for s in Status})
+            status.attrs["description"] = description
         for name, description in EXTRAS.items():
             ds = lib.create_dataset(
                 name,
@@ -279,8 +306,8 @@ class LibraryWriter:
     """Write finished work units into an existing library.
 
     Use as a context manager. Each :meth:`write` lands one unit, its
-    ``status`` last, so a crash loses at most the unit in flight and never
-    leaves a point marked done without its results.
+    ``status`` last (after ``status_modified``), so a crash loses at most the
+    unit in flight and never leaves a point marked done without its results.
 
     Parameters
     ----------
@@ -374,6 +401,7 @@ class LibraryWriter:
         self._put("results_modified", index, sl, unit.results_modified)
         for name, values in unit.extras.items():
             self._put(name, index, sl, values)
+        self._put("status_modified", index, sl, unit.status_modified)
         self._put("status", index, sl, unit.status)
         if not self._parallel:  # H5Fflush is collective under MPI-IO
             self._file.flush()
@@ -393,6 +421,7 @@ class LibraryWriter:
             "results": [u.results for u in units],
             "results_modified": [u.results_modified for u in units],
             **{name: [u.extras[name] for u in units] for name in units[0].extras},
+            "status_modified": [u.status_modified for u in units],
         }
         for name, values in columns.items():
             self._blocks[name].write_many(leads, np.stack(values))
@@ -414,18 +443,18 @@ class LibraryWriter:
                 self._file.close()
 
 
-def _status_blocks(path: str | os.PathLike, grid: Any):
-    """Yield (first θ, (n, P) status block) over the library, one leading index at a time."""
+def _status_blocks(path: str | os.PathLike, grid: Any, name: str = "status"):
+    """Yield (first θ, (n, P) block of the status dataset *name*), one leading index at a time."""
     import h5py
 
     per_theta = grid.points_per_theta
     with h5py.File(path, "r") as f:
-        status = f["LIBRARY/status"]
+        status = f["LIBRARY"][name]
         if status.shape != _point_shape(grid):
             from xrmod.errors import InputError
 
             raise InputError(
-                f"{path}: status has shape {status.shape}, the grid has {_point_shape(grid)}"
+                f"{path}: {name} has shape {status.shape}, the grid has {_point_shape(grid)}"
             )
         step = grid.n_theta // grid.theta_shape[0]
         for i in range(grid.theta_shape[0]):
@@ -436,6 +465,7 @@ def pending_units(path: str | os.PathLike, grid: Any) -> np.ndarray:
     """θ work units of *grid* with a point not yet computed (status 0) in the library.
 
     Reads the status dataset one leading index at a time (memory stays small).
+    ``status`` is the "done" marker: a unit's other datasets are written before it.
     """
     pending = []
     for first, block in _status_blocks(path, grid):
@@ -443,10 +473,10 @@ def pending_units(path: str | os.PathLike, grid: Any) -> np.ndarray:
     return np.concatenate(pending).astype(np.int64)
 
 
-def count_status(path: str | os.PathLike, grid: Any) -> dict[int, int]:
-    """Number of points per status code in the library."""
+def count_status(path: str | os.PathLike, grid: Any, name: str = "status") -> dict[int, int]:
+    """Points per code in the status dataset *name* (``status``: T1, ``status_modified``: T1′)."""
     counts: dict[int, int] = {}
-    for _, block in _status_blocks(path, grid):
+    for _, block in _status_blocks(path, grid, name):
         codes, n = np.unique(block, return_counts=True)
         for code, c in zip(codes.tolist(), n.tolist(), strict=True):
             counts[code] = counts.get(code, 0) + c
@@ -472,7 +502,17 @@ def check_same_config(path: str | os.PathLike, config_text: str) -> None:
     with f:
         if _plain(f.attrs.get("format")) != FORMAT_NAME:
             raise InputError(f"{path}: cannot resume, not an xrmod library")
+        version = int(f.attrs.get("format_version", 0))
+        made_by = _plain(f.attrs.get("xrmod_version", "unknown"))
         stored = str(_plain(f.attrs.get("config", "")))
+    if version != FORMAT_VERSION:
+        raise InputError(
+            f"{path} is an xrmod library of format version {version} (made by xrmod "
+            f"{made_by}); this xrmod writes version {FORMAT_VERSION} (a status per fit: "
+            "/LIBRARY/status for T1, /LIBRARY/status_modified for T1') and cannot resume it. "
+            f"Finish it with xrmod {made_by}, or compute it again with --overwrite (or "
+            "another output); 'xrmod info' still reads it"
+        )
     if stored != config_text:
         raise InputError(
             f"{path} was made from a different configuration (its stored config text "
@@ -536,6 +576,13 @@ def open_library(path: str | os.PathLike):
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def _description(code: int) -> str:
+    try:
+        return Status(code).description
+    except ValueError:
+        return "unknown code (a newer xrmod?)"
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
@@ -574,12 +621,24 @@ def describe(path: str | os.PathLike) -> str:
             lines.append(f"    {name}: {v.size} values {v.min():g} .. {v.max():g} {unit}".rstrip())
         temps = f["LIBRARY/temps"][()]
         lines.append(f"    temps: {temps.size} values {temps.min():g} .. {temps.max():g} keV")
-        status = f["LIBRARY/status"][()]
-        total = status.size
-        lines.append(f"  points: {total}, shape {status.shape}")
-        codes, counts = np.unique(status, return_counts=True)
-        for code, count in zip(codes, counts, strict=True):
-            lines.append(f"    status {int(code):>3}: {count:>8}  {Status(int(code)).description}")
+        lib = f["LIBRARY"]
+        status = lib["status"][()]
+        lines.append(f"  points: {status.size}, shape {status.shape}")
+        if "status_modified" not in lib:  # format version 1: one status for both fits
+            lines.append("  status (format version 1: one status for both fits, the worse):")
+            codes, counts = np.unique(status, return_counts=True)
+            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
+                lines.append(f"    status {code:>3}: {count:>8}  {_description(code)}")
+        else:
+            per_fit = {}
+            for name in STATUS_DATASETS:
+                codes, counts = np.unique(lib[name][()], return_counts=True)
+                per_fit[name] = dict(zip(codes.tolist(), counts.tolist(), strict=True))
+            heads = "".join(f"{STATUS_FITS[name]:>9}" for name in STATUS_DATASETS)
+            lines.append(f"  status per fit:   {heads}")
+            for code in sorted(set().union(*per_fit.values())):
+                cells = "".join(f"{per_fit[name].get(code, 0):>9}" for name in STATUS_DATASETS)
+                lines.append(f"    status {code:>3}: {cells}  {_description(code)}")
         lines.append("  config:")
         lines.extend("    " + line for line in str(_plain(f.attrs.get("config", ""))).splitlines())
     return "\n".join(lines)

@@ -19,16 +19,21 @@ holds ``flush_bytes`` (default 4 MB), and always when the writer closes
 on each rank, the unit in flight and at most ``flush_seconds`` of finished
 units; ``flush_seconds=0`` writes every unit at once.
 
-Rank file layout (format ``xrmod-rankfile`` version 1), one row per unit
+Rank file layout (format ``xrmod-rankfile`` version 2), one row per unit
 (one θ, P = R · NT points)::
 
     /start                  (n,) int64 first flat index of the unit; -1 = unused row
     /results                (n, P, 3) float64
     /results_modified       (n, P, 3) float64
-    /status                 (n, P) int8
+    /status                 (n, P) int8 the point and its T1 fit
+    /status_modified        (n, P) int8 its T1' fit
     /<extra>                (n, P) float64 for each name of xrmod.library.EXTRAS
     /checksum               (n,) uint32 CRC-32 of the row
     attrs                   format, format_version, config_sha256, rank, points_per_theta
+
+Version 1 (one status for both fits) is refused with a message: it can only
+come from an interrupted run of an older xrmod, whose version-1 library this
+xrmod does not resume either.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RANKFILE_FORMAT = "xrmod-rankfile"
-RANKFILE_VERSION = 1
+RANKFILE_VERSION = 2
 #: Default longest wait, in seconds, between a finished unit and its flush to the rank file.
 FLUSH_SECONDS = 2.0
 #: Default size of a rank file writer's buffer of finished units.
@@ -75,9 +80,10 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
     "results": (np.float64, (3,), np.nan),
     "results_modified": (np.float64, (3,), np.nan),
     "status": (np.int8, (), 0),
+    "status_modified": (np.int8, (), 0),
     **{name: (np.float64, (), np.nan) for name in EXTRAS},
 }
-#: The library's datasets in the order a merge writes them: status last.
+#: The library's datasets in the order a merge writes them: status last (the "done" marker).
 _WRITE_ORDER = (*(name for name in _FIELDS if name != "status"), "status")
 #: Size of a rank file's chunks of rows (about).
 _CHUNK_BYTES = 64 << 10
@@ -235,6 +241,7 @@ class RankFileWriter:
             "results": unit.results,
             "results_modified": unit.results_modified,
             "status": unit.status,
+            "status_modified": unit.status_modified,
             **unit.extras,
         }
         values = [(name, fields[name]) for name in _FIELDS]  # a missing field: nothing changes
@@ -306,6 +313,15 @@ class _RankFileReader:
         if attrs.get("format") != RANKFILE_FORMAT:
             self.file.close()
             raise InputError(f"{path}: not an xrmod rank file; remove it")
+        version = int(attrs.get("format_version", 0))
+        if version != RANKFILE_VERSION:
+            self.file.close()
+            raise InputError(
+                f"{path}: rank file of format version {version} (an older xrmod, one status "
+                f"for both fits); this xrmod merges version {RANKFILE_VERSION} only. Remove "
+                "it (its units are computed again), or finish the run with the xrmod that "
+                "wrote it"
+            )
         if attrs.get("config_sha256") != config_sha256(config_text):
             self.file.close()
             raise InputError(

@@ -46,6 +46,9 @@ from xrmod.xspec_library import ModelLibrary, load_library
 __all__ = [
     "ABSORBERS",
     "EMISSIONS",
+    "KT_BREAKS",
+    "KT_JUMPS",
+    "KT_SIDE_EPS",
     "MIN_ENERGY",
     "Component",
     "SourceModel",
@@ -138,6 +141,52 @@ EMISSIONS: dict[str, Component] = {
         abundance_table=True,
     ),
 }
+
+
+def _gaunt_breaks() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Where XSPEC's bremsstrahlung spectrum is not smooth in kT: (all breaks, large jumps), keV.
+
+    XSPEC's ``gaunt(E, kT, Z)`` (Kellogg, Baldwin & Koch 1975, ApJ 199, 299,
+    with Kurucz's low-temperature table) works with γ² = Z²·0.01358 keV / kT
+    and γ₁ = min(1000 γ², 100): the Born approximation for γ₁ < 1 (a jump of
+    up to 5 % at the switch, kT = 13.58 Z² keV), polynomials in E/kT
+    interpolated linearly in γ₁ between table columns at 1, 1.7783, 3,
+    5.6234, 10, 30, 100 (a kink where the pair of columns changes: at 3,
+    5.6234, 10, 30, and at 1.773, not 1.7783, where the switch also leaves a
+    jump of ~10⁻⁴), and Kurucz's table
+    (bilinear in log γ², nodes at γ² = 10^((j−3)/2): kinks) for γ² > 0.1 (a
+    jump of ~1 % at the switch, kT = 0.1358 Z² keV). ``bremss`` and
+    ``zbremss`` add Z = 1 and Z = 2 (He/H = 0.085). Measured jumps of the
+    0.055–11.8 keV spectrum: 1.5 % (0.1358 keV), 0.58 % (0.5432), 3.4 %
+    (13.58), 0.71 % (54.32), 2.5·10⁻⁵ (7.659), 5·10⁻⁶ (30.64).
+    """
+    breaks, jumps = [], []
+    for z2 in (1.0, 4.0):
+        born = z2 * 0.01358 * 1000.0  # kT at γ₁ = 1
+        breaks.extend(born / g1 for g1 in (1.773, 3.0, 5.6234, 10.0, 30.0))
+        jumps.extend((born, born / 100.0))  # Born and Kurucz switches
+        breaks.extend(z2 * 0.01358 / 10.0 ** ((j - 3) / 2.0) for j in range(2, 7))
+    return tuple(sorted(set(breaks + jumps))), tuple(sorted(jumps))
+
+
+_GAUNT_BREAKS, _GAUNT_JUMPS = _gaunt_breaks()
+
+#: Emission model -> kT (keV) where its spectrum is not smooth in kT (kinks and
+#: jumps): the native engine's tables end a piece at each. Models not listed
+#: are treated as smooth.
+KT_BREAKS: dict[str, tuple[float, ...]] = {"bremss": _GAUNT_BREAKS, "zbremss": _GAUNT_BREAKS}
+
+#: Emission model -> kT (keV) where its spectrum jumps by more than 10⁻³: the
+#: profiled statistic is discontinuous there, and the engines fit each smooth
+#: piece between them separately (the rule is :class:`xrmod.status.Status`'s).
+#: Models not listed have none.
+KT_JUMPS: dict[str, tuple[float, ...]] = {"bremss": _GAUNT_JUMPS, "zbremss": _GAUNT_JUMPS}
+
+#: Relative offset in kT at which the model is evaluated on either side of a
+#: break: kT · (1 ∓ KT_SIDE_EPS) is the left / right side (a few float32 ulps;
+#: XSPEC's model functions take kT as float32).
+KT_SIDE_EPS = 4.0e-7
+
 
 # Emission models that read AtomDB files, and what to use instead without them.
 _NEEDS_ATOMIC_DATA = frozenset({"apec"})
@@ -425,6 +474,16 @@ class SourceModel:
     def kT_limits(self) -> tuple[float, float]:
         """XSPEC's hard limits of the emission temperature (keV)."""
         return EMISSIONS[self.emission].limits[0]
+
+    @property
+    def kt_breaks(self) -> tuple[float, ...]:
+        """Where (kT, keV) the emission spectrum is not smooth in kT (:data:`KT_BREAKS`)."""
+        return KT_BREAKS.get(self.emission, ())
+
+    @property
+    def kt_jumps(self) -> tuple[float, ...]:
+        """Where (kT, keV) the emission spectrum jumps (:data:`KT_JUMPS`), increasing."""
+        return KT_JUMPS.get(self.emission, ())
 
     @property
     def continuum_only(self) -> bool:

@@ -70,6 +70,7 @@ import numpy as np
 
 from xrmod.engines.base import Engine, simulate
 from xrmod.library import EXTRAS, UnitResult
+from xrmod.models import KT_BREAKS, KT_JUMPS, KT_SIDE_EPS
 from xrmod.status import Status
 
 if TYPE_CHECKING:
@@ -91,43 +92,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _gaunt_breaks() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Where XSPEC's bremsstrahlung spectrum is not smooth in kT: (all breaks, large jumps), keV.
-
-    XSPEC's ``gaunt(E, kT, Z)`` (Kellogg, Baldwin & Koch 1975, ApJ 199, 299,
-    with Kurucz's low-temperature table) works with γ² = Z²·0.01358 keV / kT
-    and γ₁ = min(1000 γ², 100): the Born approximation for γ₁ < 1 (a jump of
-    up to 5 % at the switch, kT = 13.58 Z² keV), polynomials in E/kT
-    interpolated linearly in γ₁ between table columns at 1, 1.7783, 3,
-    5.6234, 10, 30, 100 (a kink where the pair of columns changes: at 3,
-    5.6234, 10, 30, and at 1.773, not 1.7783, where the switch also leaves a
-    jump of ~10⁻⁴), and Kurucz's table
-    (bilinear in log γ², nodes at γ² = 10^((j−3)/2): kinks) for γ² > 0.1 (a
-    jump of ~1 % at the switch, kT = 0.1358 Z² keV). ``bremss`` and
-    ``zbremss`` add Z = 1 and Z = 2 (He/H = 0.085). Measured jumps of the
-    0.055–11.8 keV spectrum: 1.5 % (0.1358 keV), 0.58 % (0.5432), 3.4 %
-    (13.58), 0.71 % (54.32), 2.5·10⁻⁵ (7.659), 5·10⁻⁶ (30.64).
-    """
-    breaks, jumps = [], []
-    for z2 in (1.0, 4.0):
-        born = z2 * 0.01358 * 1000.0  # kT at γ₁ = 1
-        breaks.extend(born / g1 for g1 in (1.773, 3.0, 5.6234, 10.0, 30.0))
-        jumps.extend((born, born / 100.0))  # Born and Kurucz switches
-        breaks.extend(z2 * 0.01358 / 10.0 ** ((j - 3) / 2.0) for j in range(2, 7))
-    return tuple(sorted(set(breaks + jumps))), tuple(sorted(jumps))
-
-
-_GAUNT_BREAKS, _GAUNT_JUMPS = _gaunt_breaks()
-
-#: Emission model -> kT (keV) where its spectrum is not smooth in kT (kinks and
-#: jumps). No table piece straddles one. Models not listed are treated as smooth.
-KT_BREAKS: dict[str, tuple[float, ...]] = {"bremss": _GAUNT_BREAKS, "zbremss": _GAUNT_BREAKS}
-
-#: Emission model -> kT (keV) where its spectrum jumps by more than 10⁻³: the
-#: statistic is discontinuous there, the minimiser searches each side, and the
-#: per-θ correction takes the modified spectrum on both sides.
-KT_JUMPS: dict[str, tuple[float, ...]] = {"bremss": _GAUNT_JUMPS, "zbremss": _GAUNT_JUMPS}
-
 #: Largest knot spacing of the original-ARF table in ln kT.
 DEFAULT_SPACING = 0.04
 #: Largest gap between the nodes of the per-θ correction in ln kT.
@@ -137,9 +101,8 @@ DEFAULT_MARGIN = 0.15
 #: Breaks within this distance (ln kT) of a grid temperature get correction nodes.
 DEFAULT_WINDOW = 0.3
 
-# Relative offset of the one-sided evaluations at a break (a few float32 ulps:
-# the model functions take kT as float32).
-_BREAK_EPS = 4.0e-7
+# Relative offset of the one-sided evaluations at a break (the model's knowledge).
+_BREAK_EPS = KT_SIDE_EPS
 # Smallest expected count kept before taking logs (channels that see no flux).
 _FLOOR = 1.0e-300
 
@@ -498,14 +461,6 @@ def correction_table(
     return LogTable(nodes.x, values, slopes, scalar, scalar_slopes)
 
 
-_SEVERITY = (Status.ERROR, Status.FIT_FAILED, Status.BOUND_AT_LIMIT, Status.OK)
-
-
-def _worst(*codes: Status) -> Status:
-    """The most severe of a point's fit outcomes."""
-    return min(codes, key=_SEVERITY.index)
-
-
 class NativeEngine(Engine):
     """Native engine (see the module docstring).
 
@@ -592,7 +547,7 @@ class NativeEngine(Engine):
             spectra,
             lambda s: self._fold(arf_rows, s),
             self._x_limits,
-            breaks=KT_BREAKS.get(model.emission, ()),
+            breaks=model.kt_breaks,
             spacing=self.spacing,
         )
         # correction knots: the grid's temperatures (their exact folds are also the
@@ -602,8 +557,8 @@ class NativeEngine(Engine):
             self._x_limits,
             gap=self.gap,
             margin=self.margin,
-            breaks=KT_BREAKS.get(model.emission, ()),
-            jumps=KT_JUMPS.get(model.emission, ()),
+            breaks=model.kt_breaks,
+            jumps=model.kt_jumps,
             window=self.window,
         )
         self._nodes = nodes
@@ -612,7 +567,7 @@ class NativeEngine(Engine):
             [int(np.flatnonzero(nodes.temperature == t)[0]) for t in range(temps.size)]
         )
         self._slope_operator = _slope_operator(nodes)
-        self._jumps = np.log(np.asarray(KT_JUMPS.get(model.emission, ()), dtype=np.float64))
+        self._jumps = np.log(np.asarray(model.kt_jumps, dtype=np.float64))
         # the original ARF gets the same correction at the same knots: its model is
         # exact at the grid's temperatures too, and a θ that leaves the ARF as it
         # is fits both spectra with the very same tables (identical results)
@@ -711,7 +666,8 @@ class NativeEngine(Engine):
         n = unit.stop - unit.start
         results = np.full((n, 3), np.nan)
         results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)
+        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
+        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
         extras = {name: np.full(n, np.nan) for name in EXTRAS}
 
         try:
@@ -720,8 +676,10 @@ class NativeEngine(Engine):
             log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
             arf_status = Status.ERROR
         if arf_status != Status.OK:
-            status[:] = arf_status
-            return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+            status[:] = status_mod[:] = arf_status
+            return UnitResult(
+                unit.start, unit.stop, results, results_mod, status, status_mod, extras
+            )
         nt = self._x_true.size
         for i, flat in enumerate(range(unit.start, unit.stop)):
             t = flat % nt
@@ -733,18 +691,18 @@ class NativeEngine(Engine):
                 t2 = time.perf_counter()
                 timers["simulate"] += t2 - t1
                 if total <= 0:
-                    status[i] = Status.NO_COUNTS
+                    status[i] = status_mod[i] = Status.NO_COUNTS
                     continue
                 (lo0, kt0, hi0, n0, c0), s0 = self._fit(self._original, counts, bkg, t)
                 (lo1, kt1, hi1, n1, c1), s1 = self._fit(tables, counts, bkg, t)
                 timers["fit"] += time.perf_counter() - t2
             except Exception:
                 log.exception("point %d failed", flat)
-                status[i] = Status.ERROR
+                status[i] = status_mod[i] = Status.ERROR
                 continue
             results[i] = lo0, kt0, hi0
             results_mod[i] = lo1, kt1, hi1
             extras["norm"][i], extras["norm_modified"][i] = n0, n1
             extras["cstat"][i], extras["cstat_modified"][i] = c0, c1
-            status[i] = _worst(s0, s1)
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+            status[i], status_mod[i] = s0, s1
+        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)

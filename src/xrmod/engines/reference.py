@@ -33,7 +33,7 @@ from scipy import optimize
 
 from xrmod.engines.base import Engine, simulate
 from xrmod.library import EXTRAS, UnitResult
-from xrmod.status import Status
+from xrmod.status import Status, worst
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
@@ -118,7 +118,13 @@ def profiled_wstat(
 
 
 class _Fitter:
-    """Fit band counts with one ARF: profiled C-stat in log kT, bounds at Δ."""
+    """Fit band counts with one ARF: the best fit and bounds of :class:`xrmod.status.Status`.
+
+    The statistic is profiled over the norm (and a background), in ln kT.
+    The model's jumps (kT) split the ln kT range into smooth pieces, each
+    evaluated up to its edges: the left side of a jump at
+    kT · (1 − KT_SIDE_EPS), the right side at kT · (1 + KT_SIDE_EPS).
+    """
 
     def __init__(
         self,
@@ -127,12 +133,26 @@ class _Fitter:
         log_limits: tuple[float, float],
         delta: float,
         alpha: np.ndarray | None = None,
+        jumps: tuple[float, ...] = (),
     ):
+        from xrmod.models import KT_SIDE_EPS
+
         self._fold = fold
         self._arf = arf
         self._lo, self._hi = log_limits
         self._delta = delta
         self._alpha = alpha
+        inner = [float(np.log(kt)) for kt in sorted(jumps)]
+        inner = [x for x in inner if self._lo < x + np.log1p(-KT_SIDE_EPS) < self._hi]
+        inner = [x for x in inner if self._lo < x + np.log1p(KT_SIDE_EPS) < self._hi]
+        #: (a, b) of each smooth piece in ln kT.
+        self.pieces = list(
+            zip(
+                [self._lo, *(x + np.log1p(KT_SIDE_EPS) for x in inner)],
+                [*(x + np.log1p(-KT_SIDE_EPS) for x in inner), self._hi],
+                strict=True,
+            )
+        )
 
     def statistic(
         self, counts: np.ndarray, log_kt: float, background: np.ndarray | None = None
@@ -145,37 +165,59 @@ class _Fitter:
     def fit(
         self, counts: np.ndarray, background: np.ndarray | None = None
     ) -> tuple[np.ndarray, float, float, Status]:
-        """[kT_lo, kT_fit, kT_hi], norm, statistic at the minimum, status."""
+        """[kT_lo, kT_fit, kT_hi], norm, statistic at the minimum, status.
+
+        Every piece is minimised (bounded Brent, and the values at its two
+        edges); the lowest is the best fit. The bounds are the outermost
+        crossings of C_min + delta: brentq between the minimum of the
+        outermost pieces that reach the target and their outer edges.
+        """
 
         def stat(x: float) -> float:
             return self.statistic(counts, x, background)[0]
 
-        res = optimize.minimize_scalar(
-            stat, bounds=(self._lo, self._hi), method="bounded", options={"xatol": 1e-7}
-        )
-        if not res.success or not np.isfinite(res.fun):
+        minima = []  # (C, x) of each piece
+        for a, b in self.pieces:
+            res = optimize.minimize_scalar(
+                stat, bounds=(a, b), method="bounded", options={"xatol": 1e-7}
+            )
+            if not res.success:
+                return np.full(3, np.nan), np.nan, np.nan, Status.FIT_FAILED
+            # the lowest of Brent's point and the edges (an edge wins a tie: the statistic
+            # is a step function on XSPEC's float32 kT); +inf on a whole piece (no model
+            # counts where there are counts) is no minimum
+            c, _, x = min((stat(a), 0, a), (stat(b), 0, b), (float(res.fun), 1, float(res.x)))
+            minima.append((c, x))
+        best = int(np.argmin([c for c, _ in minima]))
+        cmin, xmin = minima[best]
+        if not np.isfinite(cmin):
             return np.full(3, np.nan), np.nan, np.nan, Status.FIT_FAILED
-        best, cmin = float(res.x), float(res.fun)
-        norm = self.statistic(counts, best, background)[1]
+        norm = self.statistic(counts, xmin, background)[1]
         target = cmin + self._delta
-        status = Status.OK
+        reach = [k for k, (c, _) in enumerate(minima) if c <= target]
+        first, last = reach[0], reach[-1]
+        n = len(self.pieces)
+        codes = [Status.OK]
+        a, b = self.pieces[best]
+        if (best > 0 and xmin == a) or (best < n - 1 and xmin == b):
+            codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
+        for k in range(first, last):  # each jump inside the hull of S bridged, or islands
+            bridged = minima[k][0] <= target and minima[k + 1][0] <= target
+            if not (bridged and stat(self.pieces[k][1]) <= target):
+                codes.append(Status.MODEL_JUMP)
+            elif stat(self.pieces[k + 1][0]) > target:
+                codes.append(Status.MODEL_JUMP)
         bounds = []
-        for limit in (self._lo, self._hi):
-            if stat(limit) < target:
+        for k, edge, at_limit in ((first, 0, first == 0), (last, 1, last == n - 1)):
+            end = self.pieces[k][edge]
+            x_k = minima[k][1]
+            if stat(end) < target:  # S reaches the edge of its outermost piece
                 bounds.append(np.nan)
-                status = Status.BOUND_AT_LIMIT
+                codes.append(Status.BOUND_AT_LIMIT if at_limit else Status.MODEL_JUMP)
                 continue
-            root = optimize.brentq(lambda x: stat(x) - target, limit, best, xtol=1e-9)
+            root = optimize.brentq(lambda x: stat(x) - target, end, x_k, xtol=1e-9)
             bounds.append(np.exp(root))
-        return np.array([bounds[0], np.exp(best), bounds[1]]), norm, cmin, status
-
-
-_SEVERITY = (Status.ERROR, Status.FIT_FAILED, Status.BOUND_AT_LIMIT, Status.OK)
-
-
-def _worst(*codes: Status) -> Status:
-    """The most severe of a point's fit outcomes."""
-    return min(codes, key=_SEVERITY.index)
+        return np.array([bounds[0], np.exp(xmin), bounds[1]]), norm, cmin, worst(*codes)
 
 
 class ReferenceEngine(Engine):
@@ -217,8 +259,9 @@ class ReferenceEngine(Engine):
             simulate, seed=self._seed, asimov=self._asimov, background=self._background
         )
         self._alpha = None if self._background is None else self._background.alpha
+        self._jumps = self._model.kt_jumps
         self._original = _Fitter(
-            self.fold, self._arf[rows], self._log_limits, self._delta, self._alpha
+            self.fold, self._arf[rows], self._log_limits, self._delta, self._alpha, self._jumps
         )
         log.debug("reference engine: %d band channels, %d energies", *self._fold_matrix.shape)
 
@@ -239,17 +282,22 @@ class ReferenceEngine(Engine):
         n = unit.stop - unit.start
         results = np.full((n, 3), np.nan)
         results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)
+        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
+        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
         extras = {name: np.full(n, np.nan) for name in EXTRAS}
 
         params = {k: v for k, v in grid.theta_parameters(np.array([unit.theta])).items()}
         modified = self._job.family.apply(self._energies, self._arf, params)
         arf_status = Status(int(modified.status[0]))
         if arf_status != Status.OK:
-            status[:] = arf_status
-            return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+            status[:] = status_mod[:] = arf_status
+            return UnitResult(
+                unit.start, unit.stop, results, results_mod, status, status_mod, extras
+            )
         arf_mod = modified.values[0, self._rows]
-        fitter_mod = _Fitter(self.fold, arf_mod, self._log_limits, self._delta, self._alpha)
+        fitter_mod = _Fitter(
+            self.fold, arf_mod, self._log_limits, self._delta, self._alpha, self._jumps
+        )
 
         temps = grid.temperatures
         for i, flat in enumerate(range(unit.start, unit.stop)):
@@ -258,16 +306,16 @@ class ReferenceEngine(Engine):
                 counts, bkg = self._simulate(self._norm * self.fold(arf_mod, kt_true), flat)
                 extras["counts"][i] = counts.sum()
                 if counts.sum() <= 0:
-                    status[i] = Status.NO_COUNTS
+                    status[i] = status_mod[i] = Status.NO_COUNTS
                     continue
                 r0, n0, c0, s0 = self._original.fit(counts, bkg)
                 r1, n1, c1, s1 = fitter_mod.fit(counts, bkg)
             except Exception:
                 log.exception("point %d failed", flat)
-                status[i] = Status.ERROR
+                status[i] = status_mod[i] = Status.ERROR
                 continue
             results[i], results_mod[i] = r0, r1
             extras["norm"][i], extras["norm_modified"][i] = n0, n1
             extras["cstat"][i], extras["cstat_modified"][i] = c0, c1
-            status[i] = _worst(s0, s1)
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+            status[i], status_mod[i] = s0, s1
+        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)

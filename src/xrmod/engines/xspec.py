@@ -575,8 +575,8 @@ class XspecEngine(Engine):
         )
         return Status.OK, path
 
-    def _point(self, flat: int, arf_path: str) -> tuple[Status, dict[str, Any]]:
-        """Simulate and fit one point; returns its status and values."""
+    def _point(self, flat: int, arf_path: str) -> tuple[Status, Status, dict[str, Any]]:
+        """Simulate and fit one point; returns the status of its T1 and T1′ fits and values."""
         xs = self._xspec
         kt_true = float(self._temps[flat % self._temps.size])
         xs.Xset.seed = point_seed(self._seed, flat)
@@ -597,7 +597,7 @@ class XspecEngine(Engine):
             per_channel = np.rint(per_channel)
         counts = float(per_channel.sum())
         if not counts > 0:
-            return Status.NO_COUNTS, {"counts": counts}
+            return Status.NO_COUNTS, Status.NO_COUNTS, {"counts": counts}
         self._use_arf(self._original_arf)
         r0, n0, c0, s0 = self._fit(kt_true)
         self._use_arf(arf_path)
@@ -611,7 +611,7 @@ class XspecEngine(Engine):
             "cstat_modified": c1,
             "counts": counts,
         }
-        return _worst(s0, s1), values
+        return s0, s1, values
 
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Write θ's modified ARF, then simulate and fit each point of the unit."""
@@ -620,7 +620,8 @@ class XspecEngine(Engine):
         n = unit.size
         results = np.full((n, 3), np.nan)
         results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)
+        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
+        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
         extras = {name: np.full(n, np.nan) for name in EXTRAS}
 
         arf_path = None
@@ -632,19 +633,21 @@ class XspecEngine(Engine):
             log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
             arf_status = Status.ERROR
         if arf_status != Status.OK or arf_path is None:
-            status[:] = arf_status
-            return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+            status[:] = status_mod[:] = arf_status
+            return UnitResult(
+                unit.start, unit.stop, results, results_mod, status, status_mod, extras
+            )
         try:
             for i, flat in enumerate(range(unit.start, unit.stop)):
                 try:
                     with silence_c_output():
-                        code, values = self._point(flat, arf_path)
+                        code, code_mod, values = self._point(flat, arf_path)
                 except Exception:
                     log.exception("point %d failed in XSPEC", flat)
-                    status[i] = Status.ERROR
+                    status[i] = status_mod[i] = Status.ERROR
                     self._loaded_arf = None  # unknown after a failure: load again
                     continue
-                status[i] = code
+                status[i], status_mod[i] = code, code_mod
                 results[i] = values.get("results", np.nan)
                 results_mod[i] = values.get("results_modified", np.nan)
                 for name in EXTRAS:
@@ -652,4 +655,4 @@ class XspecEngine(Engine):
         finally:
             self._loaded_arf = None  # its file goes now: load the next one afresh
             Path(arf_path).unlink(missing_ok=True)
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, extras)
+        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)
