@@ -32,6 +32,7 @@ import numpy as np
 from scipy import optimize
 
 from xrmod.engines.base import Engine, simulate
+from xrmod.engines.pieces import fit_pieces, smooth_pieces
 from xrmod.library import EXTRAS, UnitResult
 from xrmod.status import Status, worst
 
@@ -120,10 +121,9 @@ def profiled_wstat(
 class _Fitter:
     """Fit band counts with one ARF: the best fit and bounds of :class:`xrmod.status.Status`.
 
-    The statistic is profiled over the norm (and a background), in ln kT.
-    The model's jumps (kT) split the ln kT range into smooth pieces, each
-    evaluated up to its edges: the left side of a jump at
-    kT · (1 − KT_SIDE_EPS), the right side at kT · (1 + KT_SIDE_EPS).
+    The statistic is profiled over the norm (and a background), in ln kT;
+    :func:`xrmod.engines.pieces.fit_pieces` minimises each smooth piece
+    between the model's jumps and finds the outermost crossings.
     """
 
     def __init__(
@@ -135,24 +135,12 @@ class _Fitter:
         alpha: np.ndarray | None = None,
         jumps: tuple[float, ...] = (),
     ):
-        from xrmod.models import KT_SIDE_EPS
-
         self._fold = fold
         self._arf = arf
-        self._lo, self._hi = log_limits
         self._delta = delta
         self._alpha = alpha
-        inner = [float(np.log(kt)) for kt in sorted(jumps)]
-        inner = [x for x in inner if self._lo < x + np.log1p(-KT_SIDE_EPS) < self._hi]
-        inner = [x for x in inner if self._lo < x + np.log1p(KT_SIDE_EPS) < self._hi]
         #: (a, b) of each smooth piece in ln kT.
-        self.pieces = list(
-            zip(
-                [self._lo, *(x + np.log1p(KT_SIDE_EPS) for x in inner)],
-                [*(x + np.log1p(-KT_SIDE_EPS) for x in inner), self._hi],
-                strict=True,
-            )
-        )
+        self.pieces = smooth_pieces(log_limits, jumps)
 
     def statistic(
         self, counts: np.ndarray, log_kt: float, background: np.ndarray | None = None
@@ -165,59 +153,17 @@ class _Fitter:
     def fit(
         self, counts: np.ndarray, background: np.ndarray | None = None
     ) -> tuple[np.ndarray, float, float, Status]:
-        """[kT_lo, kT_fit, kT_hi], norm, statistic at the minimum, status.
-
-        Every piece is minimised (bounded Brent, and the values at its two
-        edges); the lowest is the best fit. The bounds are the outermost
-        crossings of C_min + delta: brentq between the minimum of the
-        outermost pieces that reach the target and their outer edges.
-        """
-
-        def stat(x: float) -> float:
-            return self.statistic(counts, x, background)[0]
-
-        minima = []  # (C, x) of each piece
-        for a, b in self.pieces:
-            res = optimize.minimize_scalar(
-                stat, bounds=(a, b), method="bounded", options={"xatol": 1e-7}
-            )
-            if not res.success:
-                return np.full(3, np.nan), np.nan, np.nan, Status.FIT_FAILED
-            # the lowest of Brent's point and the edges (an edge wins a tie: the statistic
-            # is a step function on XSPEC's float32 kT); +inf on a whole piece (no model
-            # counts where there are counts) is no minimum
-            c, _, x = min((stat(a), 0, a), (stat(b), 0, b), (float(res.fun), 1, float(res.x)))
-            minima.append((c, x))
-        best = int(np.argmin([c for c, _ in minima]))
-        cmin, xmin = minima[best]
-        if not np.isfinite(cmin):
+        """[kT_lo, kT_fit, kT_hi], norm, statistic at the minimum, status."""
+        fit = fit_pieces(
+            lambda x: self.statistic(counts, x, background)[0], self.pieces, self._delta
+        )
+        if fit.status == Status.FIT_FAILED:
             return np.full(3, np.nan), np.nan, np.nan, Status.FIT_FAILED
-        norm = self.statistic(counts, xmin, background)[1]
-        target = cmin + self._delta
-        reach = [k for k, (c, _) in enumerate(minima) if c <= target]
-        first, last = reach[0], reach[-1]
-        n = len(self.pieces)
-        codes = [Status.OK]
-        a, b = self.pieces[best]
-        if (best > 0 and xmin == a) or (best < n - 1 and xmin == b):
-            codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
-        for k in range(first, last):  # each jump inside the hull of S bridged, or islands
-            bridged = minima[k][0] <= target and minima[k + 1][0] <= target
-            if not (bridged and stat(self.pieces[k][1]) <= target):
-                codes.append(Status.MODEL_JUMP)
-            elif stat(self.pieces[k + 1][0]) > target:
-                codes.append(Status.MODEL_JUMP)
-        bounds = []
-        for k, edge, at_limit in ((first, 0, first == 0), (last, 1, last == n - 1)):
-            end = self.pieces[k][edge]
-            x_k = minima[k][1]
-            if stat(end) < target:  # S reaches the edge of its outermost piece
-                bounds.append(np.nan)
-                codes.append(Status.BOUND_AT_LIMIT if at_limit else Status.MODEL_JUMP)
-                continue
-            root = optimize.brentq(lambda x: stat(x) - target, end, x_k, xtol=1e-9)
-            bounds.append(np.exp(root))
-        return np.array([bounds[0], np.exp(xmin), bounds[1]]), norm, cmin, worst(*codes)
+        norm = self.statistic(counts, fit.x_min, background)[1]
+        status = fit.status
+        if fit.open_low or fit.open_high:
+            status = worst(status, Status.BOUND_AT_LIMIT)
+        return fit.kt(), norm, fit.c_min, status
 
 
 class ReferenceEngine(Engine):

@@ -73,11 +73,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xrmod.engines.base import Engine
+from xrmod.engines.pieces import fit_pieces, smooth_pieces
 from xrmod.errors import ConfigError, EngineError, XrmodError
 from xrmod.library import EXTRAS, UnitResult
-from xrmod.models import silence_c_output
+from xrmod.models import KT_JUMPS, silence_c_output
 from xrmod.responses import write_pha
-from xrmod.status import Status
+from xrmod.status import Status, worst
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
@@ -132,6 +133,12 @@ ERROR_TOLERANCE = 1.0e-3
 ERROR_MAX_REDUCED = 1.0e6
 #: Relative distance to a kT limit within which a best fit counts as pegged there.
 PEG_RTOL = 1.0e-6
+#: A jump of the source model within this factor (kT) of a fit's best value or bounds
+#: makes the engine check XSPEC's answer with the profile search across the jump.
+JUMP_REACH = 1.25
+#: Half-width (a factor in kT) of the window of that search, doubled while the
+#: confidence region reaches its edge.
+PROFILE_WINDOW = 1.5
 #: Initial fit step of kT and norm, relative to their starting values.
 _STEP = 0.01
 #: XSPEC's default hard limits of an additive model's norm.
@@ -359,13 +366,14 @@ class XspecEngine(Engine):
                 key="source.redshift",
             )
         self._frozen = {"nH": src.nH, "Redshift": src.redshift, "Abundanc": src.abundance}
+        self._jumps = KT_JUMPS.get(emission, ())
         self._temps = np.asarray(job.grid.temperatures, dtype=np.float64)
         self._kt_limits = tuple(float(v) for v in cfg.fit.kt_limits)
         self._norm = float(src.norm)
         self._exposure = float(cfg.instrument.exposure)
         self._seed = int(cfg.library.seed)
         self._asimov = cfg.library.noise == "asimov"
-        delta = float(cfg.fit.error_delta)
+        delta = self._delta = float(cfg.fit.error_delta)
         self.error_command = (
             f"stopat {ERROR_TRIALS} {ERROR_TOLERANCE:g} maximum {ERROR_MAX_REDUCED:g} "
             f"{delta!r} {self._index['kT']}"
@@ -549,7 +557,66 @@ class XspecEngine(Engine):
             if not str(error[2]).strip().upper().startswith("T"):
                 break
         values, status = interpret_error(best, error, self._kt_limits)
+        if self._check_across_jumps(best, values, status):
+            return self._profile_fit(values if status != Status.FIT_FAILED else [best] * 3)
         return values, fitted_norm, statistic, status
+
+    def _check_across_jumps(self, best: float, values: np.ndarray, status: Status) -> bool:
+        """Whether XSPEC's answer needs the profile search: a failed search, or a jump near.
+
+        A failed search with a best fit (non-monotonicity, a search that did not
+        converge, a new minimum still found after the retries) is what XSPEC
+        itself asks to be checked ("use steppar"); a jump of the model within
+        :data:`JUMP_REACH` of the best fit or a bound may hide a lower minimum
+        or split the confidence region.
+        """
+        if status == Status.FIT_FAILED:
+            return math.isfinite(best)
+        known = [v for v in values if math.isfinite(v)]
+        lo, hi = min(known) / JUMP_REACH, max(known) * JUMP_REACH
+        return any(lo <= jump <= hi for jump in self._jumps)
+
+    def _profile_stat(self, x: float) -> float:
+        """XSPEC's statistic at kT = exp(x) with the norm fitted (kT frozen there)."""
+        kt = self._model(self._index["kT"])
+        kt.values = math.exp(x)
+        self._xspec.Fit.perform()
+        return float(self._xspec.Fit.statistic)
+
+    def _profile_fit(self, around: Any) -> tuple[np.ndarray, float, float, Status]:
+        """The fit of :class:`~xrmod.status.Status` on XSPEC's profile statistic.
+
+        :func:`~xrmod.engines.pieces.fit_pieces` over the pieces between the
+        model's jumps in a window of ±:data:`PROFILE_WINDOW` (a factor in kT)
+        around *around* (XSPEC's best fit and bounds), the window doubled while
+        the confidence region reaches one of its edges short of a kT limit.
+        """
+        x_lo, x_hi = (math.log(v) for v in self._kt_limits)
+        known = [math.log(v) for v in around if math.isfinite(v)]
+        width = math.log(PROFILE_WINDOW)
+        kt = self._model(self._index["kT"])
+        kt.frozen = True
+        try:
+            while True:
+                window = (max(x_lo, min(known) - width), min(x_hi, max(known) + width))
+                fit = fit_pieces(
+                    self._profile_stat, smooth_pieces(window, self._jumps), self._delta
+                )
+                wider = (fit.open_low and window[0] > x_lo) or (fit.open_high and window[1] < x_hi)
+                if fit.status == Status.FIT_FAILED or not wider:
+                    break
+                width *= 2.0
+            if fit.status == Status.FIT_FAILED:
+                return np.full(3, np.nan), math.nan, math.nan, Status.FIT_FAILED
+            statistic = self._profile_stat(fit.x_min)  # leaves the norm at the best fit's
+            norm = float(self._model(self._index["norm"]).values[0])
+        finally:
+            kt.frozen = False
+        status = fit.status
+        if fit.open_low or fit.open_high:
+            status = worst(status, Status.BOUND_AT_LIMIT)
+        log.debug("xspec: profile fit around %s: %s, %s", around, fit.kt(), status.name)
+        return fit.kt(), norm, statistic, status
 
     # ------------------------------------------------------------------ run
 
