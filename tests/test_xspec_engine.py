@@ -1,15 +1,13 @@
 """The ``xspec`` engine.
 
 Everywhere: the engine's protocol with PyXSPEC, against a small recording
-stand-in (``fake_xspec``) put in ``sys.modules["xspec"]``. Where PyXSPEC
-imports (the xrmod container): the engine contract with real XSPEC, and
-agreement with the native engine on Asimov spectra.
+stand-in (``fake_xspec``) put in ``sys.modules["xspec"]``. The same engine on
+real XSPEC: ``tests/test_real_xspec.py``.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -35,11 +33,6 @@ from xrmod.errors import ConfigError, EngineError
 from xrmod.job import job_from_config
 from xrmod.library import EXTRAS
 from xrmod.status import Status
-
-HAVE_PYXSPEC = importlib.util.find_spec("xspec") is not None
-needs_pyxspec = pytest.mark.skipif(
-    not HAVE_PYXSPEC, reason="PyXSPEC not importable: run inside the xrmod container"
-)
 
 CONFIG = """
 [library]
@@ -589,51 +582,3 @@ def test_contract_with_the_fake(fake, job):
         assert np.isfinite(whole[name][~failed]).all()
     counts = whole["counts"][~failed]
     assert np.array_equal(counts, np.round(counts))
-
-
-# --------------------------------------------------------------------------- real XSPEC
-
-CONTRACT = CONFIG.format(noise="poisson", delta=1.0, slopes="[-0.5, 0.03]", background="")
-
-
-@pytest.fixture(scope="module")
-def real_xspec_results():
-    job = job_from_config(parse_config(CONTRACT, source="<xspec-contract>"))
-    engine = XspecEngine()
-    engine.prepare(job)
-    results = run_all(engine, job)
-    yield job, engine, results
-    engine.close()
-
-
-@pytest.mark.xspec
-@needs_pyxspec
-def test_real_xspec_contract(real_xspec_results):
-    job, engine, results = real_xspec_results
-    p = points(results)
-    slope = job.grid.theta_parameters(job.grid.theta_index(np.arange(job.grid.size)))["slope"]
-    assert (p["status"][slope < 0] == Status.ARF_NEGATIVE).all()
-    assert (p["status"][slope > 0] == Status.OK).all()
-    ok = p["status"] == Status.OK
-    for name in ("results", "results_modified"):
-        r = p[name][ok]
-        assert (r[:, 0] < r[:, 1]).all() and (r[:, 1] < r[:, 2]).all()
-        assert np.isnan(p[name][~ok]).all()
-    counts = p["counts"][ok]
-    assert (counts > 0).all() and np.array_equal(counts, np.round(counts))
-    # deterministic, and independent of the split
-    again = points(run_all(engine, job, order=[1, 0]))
-    for name, values in p.items():
-        np.testing.assert_array_equal(values, again[name])
-    assert not any(engine.scratch.glob("theta*.arf"))
-
-
-@pytest.mark.xspec
-@needs_pyxspec
-def test_real_xspec_agrees_with_native_on_asimov_spectra(tmp_path):
-    from xrmod.check import check_engines
-
-    path = tmp_path / "asimov.toml"
-    path.write_text(CONFIG.format(noise="asimov", delta=1.0, slopes="[0.03]", background=""))
-    report = check_engines(path, engines=("native", "xspec"), points=2, tolerance=0.2)
-    assert report.outcome == "agree", report.format()
