@@ -211,6 +211,113 @@ def test_agrees_with_native_with_90_percent_bounds(tmp_path):
     assert_agree(write_config(tmp_path, delta=2.706, temps="[3.0]"), points=3)
 
 
+# --------------------------------------------------------------------------- the jumps
+
+
+JUMP = """
+[library]
+noise = "asimov"
+[source]
+temperatures = {temps}
+[modifier]
+family = "gaussian"
+[modifier.axes]
+mu = {mu}
+sigma = {sigma}
+amp = {amp}
+"""
+
+
+def test_agrees_with_native_and_reference_at_the_model_jump(tmp_path):
+    """zbremss jumps by 3.4 % at kT = 13.58 keV. Asimov spectra whose fits meet it: the
+    best fit at the jump (mu 1, sigma 0.3, amp -0.3, T 10: T1 = 13.58, MODEL_JUMP, the
+    upper bound beyond the jump's island), T1 piling up at the jump (a bump at 6 keV,
+    T 12), regions split by the jump (T1' at 13 keV): the three engines give the same
+    statuses and agree within 0.1 sigma (XSPEC 12.9 here, the bundled 12.15 in native)."""
+    first = tmp_path / "jump1.toml"  # the bundled response and the default source, 50 ks
+    first.write_text(JUMP.format(temps="[10.0]", mu="1.0", sigma="0.3", amp="-0.3"))
+    report = assert_agree(first, points=1, engines=("native", "xspec", "reference"))
+    t1 = report.runs["xspec"].results[0]
+    assert report.runs["xspec"].status[0] == Status.MODEL_JUMP
+    assert t1[1] == pytest.approx(13.58, rel=1e-4) and t1[2] > 15.0
+    second = tmp_path / "jump2.toml"
+    second.write_text(
+        JUMP.format(temps="[12.0, 13.0]", mu="[1.0, 6.0]", sigma="0.5", amp="[-0.2, 0.2]")
+    )
+    report = assert_agree(second, points=8, engines=("native", "xspec", "reference"))
+    assert Status.MODEL_JUMP in report.runs["xspec"].status
+    assert Status.MODEL_JUMP in report.runs["xspec"].status_modified
+
+
+#: Two Poisson points the engine once stored as -3 (the defaults otherwise: 50 ks, angr).
+SEARCH_FAILED = """
+[library]
+noise = "poisson"
+realizations = 150
+[source]
+temperatures = [6.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+mu = 2.0
+sigma = 0.5
+amp = 0.2
+"""
+NON_MONOTONIC = """
+[library]
+noise = "poisson"
+seed = 7
+[source]
+temperatures = [1.0, 2.0, 6.0, 12.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+mu = [1.0, 2.0, 4.0, 8.0]
+sigma = [0.3, 0.5, 1.0]
+amp = [-0.3, 0.0, 0.2]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "flat", "expected"),
+    [
+        # the search for T1's lower bound "failed" (NEGFAIL: trials exceeded, the bracket
+        # collapsed onto 6.1417 keV at delta 0.988 and 1.002): a bound good to 0.01 sigma
+        (SEARCH_FAILED, 12, "ok"),
+        # T1 stuck below the jump; the error search found a lower C above it and met the
+        # jump inside its bracket (non-monotonicity): the lower bound stops at the jump
+        (NON_MONOTONIC, 143, "jump"),
+    ],
+    ids=["search-failed", "non-monotonic-at-jump"],
+)
+def test_poisson_points_that_were_fit_failed(text, flat, expected):
+    """XSPEC 12.9.1's draws at these points made its error search fail; the engine now
+    checks such a search with its profile search. With another XSPEC the draws differ
+    and only the general assertions apply."""
+    from xrmod.engines.xspec import XspecEngine
+    from xrmod.grid import WorkUnit
+
+    job = job_from_config(parse_config(text, source="<regression>"))
+    engine = XspecEngine()
+    engine.prepare(job)
+    try:
+        res = engine.run_unit(WorkUnit(flat // job.grid.points_per_theta, flat, flat + 1))
+        version = engine.provenance()["xspec_models_version"]
+    finally:
+        engine.close()
+    t1 = res.results[0]
+    assert res.status[0] != Status.FIT_FAILED and res.status_modified[0] != Status.FIT_FAILED
+    known = t1[np.isfinite(t1)]
+    assert np.all(np.diff(known) > 0), t1
+    if version != "12.9.1":
+        return
+    if expected == "ok":
+        assert res.status[0] == Status.OK and np.isfinite(t1).all(), t1
+    else:
+        assert res.status[0] == Status.MODEL_JUMP, t1
+        assert np.isnan(t1[0]) and 13.58 < t1[1] < t1[2], t1
+
+
 # --------------------------------------------------------------------------- Poisson
 
 
