@@ -33,27 +33,60 @@ again before its next unit).
   norm, runs ``Fit.perform()`` and ``Fit.error("stopat N tol maximum R
   <error_delta> <kT index>")``.
 
-XSPEC's error string (nine letters T/F; XSPEC manual, ``tclout error``) becomes
-the fit's status (:func:`interpret_error`):
+What XSPEC 12.9.1 (HEASoft 6.20) really does in its error search
+(``XSFit/Fit/FitErrorCalc.cxx``, ``Fit.cxx``; each case seen on real fits):
+
+* Meeting a statistic lower than the best fit by more than the fit's
+  critical delta, it sets *new minimum found*, fits again from there, sets
+  the parameters to that fit ("New best fit found, fit parameters will be
+  set to new values") and, with auto-repeat on (the default), repeats the
+  whole search, which starts with a clean error string. So the best fit is
+  read after ``Fit.error``, never before (a fit stopped short of its minimum
+  otherwise lay outside the bounds and came out ``FIT_FAILED``).
+* *non-monotonicity detected*: a trial inside the bracket gave a statistic
+  outside the bracket's values ("Apparent non-monotonicity in statistic
+  space detected ... check this result using the steppar command"); the bound
+  is the bracket's midpoint. Seen where the search steps across one of the
+  model's jumps (zbremss at 13.58 keV).
+* *search failed in −ve (+ve) direction*: "Identical values of the parameter
+  give different values of the statistic", or the trials ran out before the
+  statistic came within the tolerance of the target (seen: the bracket
+  collapsed onto 6.1417 keV with Δstat 0.988 and 1.002 — the statistic of
+  XSPEC's refits is noisy at ~0.01).
+* *hit hard lower (upper) limit*, with *search failed* in that direction:
+  the bound passes the kT limit (the bound is returned as 0); a best fit
+  pegged at a limit gives the same flags on that side.
+
+The outcome of a fit (the definition is :class:`xrmod.status.Status`'s, the
+same in every engine; :func:`interpret_error` reads the flags):
 
 =====================================  =====================================
-flag                                   outcome
+XSPEC's result                         outcome
 =====================================  =====================================
-new minimum found                      fit and error run again (up to
-                                       :data:`NEW_MINIMUM_RETRIES` times);
-                                       still set: ``FIT_FAILED``
-non-monotonicity detected, the         ``FIT_FAILED``: all three values NaN
-minimization may have run into a
-problem, reduced statistic too high
+no flag                                ``OK`` (after the check below)
 hit hard lower (upper) limit, or the   ``BOUND_AT_LIMIT``: that bound NaN,
 best fit pegged at a kT limit          the other kept when valid
-search failed in −ve (+ve) direction   ``FIT_FAILED`` (without a limit flag)
-parameter was frozen (not at a limit)  ``FIT_FAILED``
+new minimum found still set after      the profile search below decides;
+:data:`NEW_MINIMUM_RETRIES` fits,      ``FIT_FAILED`` (all three values NaN)
+non-monotonicity, search failed, a     only where it fails too, or where
+minimization problem, reduced          XSPEC gave no best fit
+statistic too high, parameter frozen
+(not at a limit)
 =====================================  =====================================
 
-A point's status is the worse of its two fits' (``ERROR`` < ``FIT_FAILED`` <
-``BOUND_AT_LIMIT`` < ``OK``); any exception XSPEC raises inside a point makes
-that point ``ERROR`` with NaN results, logged, and the unit goes on.
+**The check across jumps.** Where XSPEC's search failed (XSPEC itself asks
+for a check with ``steppar``), or a jump of the model lies within
+:data:`JUMP_REACH` of the best fit or a bound, the engine computes the fit of
+:class:`~xrmod.status.Status` on XSPEC's own profile statistic (kT frozen, the
+norm fitted) with :func:`xrmod.engines.pieces.fit_pieces`: the global minimum
+over the smooth pieces between the jumps in a window around the fit, and the
+outermost crossings of C_min + Δ; ``MODEL_JUMP`` where the best fit sits at a
+jump or the confidence region ends at or is split by one. It costs about
+2 s per fit (≈ 100 profile evaluations of ~24 ms) and is needed for few fits.
+
+Each fit has its own status (T1: ``status``, T1′: ``status_modified``); any
+exception XSPEC raises inside a point makes that point ``ERROR`` in both,
+with NaN results, logged, and the unit goes on.
 """
 
 from __future__ import annotations
