@@ -33,7 +33,7 @@ from scipy import optimize
 
 from xrmod.engines.base import Engine, simulate
 from xrmod.library import EXTRAS, UnitResult
-from xrmod.status import Status, worst
+from xrmod.status import JUMP_TOLERANCE, Status, worst
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
@@ -178,9 +178,10 @@ class _Fitter:
 
         minima = []  # (C, x) of each piece
         for a, b in self.pieces:
-            res = optimize.minimize_scalar(
-                stat, bounds=(a, b), method="bounded", options={"xatol": 1e-7}
-            )
+            with np.errstate(invalid="ignore"):  # inf - inf in Brent's steps on an inf piece
+                res = optimize.minimize_scalar(
+                    stat, bounds=(a, b), method="bounded", options={"xatol": 1e-7}
+                )
             if not res.success:
                 return np.full(3, np.nan), np.nan, np.nan, Status.FIT_FAILED
             # the lowest of Brent's point and the edges (an edge wins a tie: the statistic
@@ -198,9 +199,10 @@ class _Fitter:
         first, last = reach[0], reach[-1]
         n = len(self.pieces)
         codes = [Status.OK]
-        a, b = self.pieces[best]
-        if (best > 0 and xmin == a) or (best < n - 1 and xmin == b):
-            codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
+        level = cmin + JUMP_TOLERANCE
+        for k, near, far in ((best - 1, 0, 1), (best + 1, 1, 0)):  # the jumps of its piece
+            if 0 <= k < n and stat(self.pieces[best][near]) <= level < stat(self.pieces[k][far]):
+                codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
         for k in range(first, last):  # each jump inside the hull of S bridged, or islands
             bridged = minima[k][0] <= target and minima[k + 1][0] <= target
             if not (bridged and stat(self.pieces[k][1]) <= target):
