@@ -44,15 +44,21 @@ Newton steps (``evaluate_wstat``); C' and C'' are then total derivatives
 along that profile, and each evaluation is one or two passes over the
 channels instead of O(1).
 
-**Fit.** The minimum in x is found by a Newton iteration safeguarded by a
-bracket on the sign of C' (bisection when a step leaves it, is not convex or
-does not shrink fast enough), first in the smooth piece of the starting
-point, then in the pieces across the model's jumps for as long as they can
-hold a lower value; the bounds, where C = C_min + delta, by Newton steps on
-C − C_min − delta from the parabolic guess, kept inside a bracket, regula
-falsi (Illinois) as fallback: the crossing nearest the minimum when C jumps. A bound beyond the kT limit is NaN with status BOUND_AT_LIMIT; a
-search that does not converge is FIT_FAILED with NaN results. Status codes are
-those of ``xrmod.status.Status``.
+**Fit** (:func:`fit_problem`; the definition is ``xrmod.status.Status``'s).
+The model's jumps split the kT range into smooth pieces. The minimum of a
+piece is found by a Newton iteration safeguarded by a bracket on the sign of
+C' (bisection when a step leaves it, is not convex or does not shrink fast
+enough), first in the piece of the starting point, then in the pieces
+beyond, outwards, while the next one's near edge is at or below the target
+(lowest minimum so far + delta) or C falls away from it; the lowest is the
+best fit. The bounds are the crossings of C_min + delta in the outermost
+pieces that reach it, between their minimum and their outer edge: Newton
+steps on C − C_min − delta from the parabolic guess, kept inside that
+bracket, regula falsi (Illinois) as fallback. A search never spans a jump.
+A bound beyond the kT limit is NaN with status BOUND_AT_LIMIT; a best fit at
+a jump, a jump that splits the set below the target or a bound that stops at
+a jump is MODEL_JUMP (that bound NaN); a search that does not converge is
+FIT_FAILED with NaN results. Status codes are those of ``xrmod.status.Status``.
 """
 
 from libc.math cimport INFINITY, NAN, exp, fabs, isfinite, log, sqrt
@@ -576,6 +582,10 @@ cdef int find_crossing(Problem* p, double x0, double d2, double depth, double ta
 
 # Offset of the left limit at a jump: the kernel evaluates a jump's own x on its right.
 cdef double JUMP_EPS = 1.0e-11
+# C within this of C_min at a jump: the best fit sits at the jump (xrmod.status.JUMP_TOLERANCE).
+cdef double JUMP_TOL = 1.0e-3
+#: The best fit sits at a jump when C there is within this of C_min (xrmod.status's).
+JUMP_TOLERANCE = JUMP_TOL
 # Most smooth pieces of a fit range (Tables takes at most 16 jumps).
 cdef enum:
     MAX_PIECES = 17
@@ -590,21 +600,24 @@ cdef inline int worse(int a, int b) noexcept nogil:
     return a if ra <= rb else b
 
 
-cdef int outer_bound(Problem* p, Py_ssize_t k, Py_ssize_t n, double xm, Eval em,
-                     double depth, double target, double end, double* x_out) noexcept nogil:
-    """The crossing of the target in piece k between its minimum xm and its edge *end*.
+cdef inline bint at_jump(Problem* p, double near, double far, double level) noexcept nogil:
+    """Whether the best fit sits at a jump: C at or below *level* on its side (*near*), above
+    it across the jump (*far*; a flat C through the jump is no minimum at it)."""
+    return evaluate(p, near).value <= level and not (evaluate(p, far).value <= level)
 
-    NaN with STATUS_BOUND_AT_LIMIT when C(end) < target and *end* is a kT
-    limit (piece 0 going down, piece n − 1 going up), NaN with
-    STATUS_MODEL_JUMP when *end* is a jump (S stops there).
+
+cdef int outer_bound(Problem* p, bint at_limit, double xm, Eval em, double depth,
+                     double target, double end, double* x_out) noexcept nogil:
+    """The crossing of the target in one piece between its minimum xm and its edge *end*.
+
+    NaN when C(end) < target: STATUS_BOUND_AT_LIMIT when *end* is a kT limit
+    (*at_limit*), STATUS_MODEL_JUMP when it is a jump (S stops there).
     """
     cdef Eval e = evaluate(p, end)
     cdef double g = e.value - target
     x_out[0] = NAN
     if not (g >= 0.0):
-        if (end < xm and k == 0) or (end > xm and k == n - 1):
-            return STATUS_BOUND_AT_LIMIT
-        return STATUS_MODEL_JUMP
+        return STATUS_BOUND_AT_LIMIT if at_limit else STATUS_MODEL_JUMP
     return find_crossing(p, xm, em.d2, depth, target, end, g, XTOL_DEFAULT, x_out)
 
 
@@ -623,7 +636,9 @@ cdef int fit_problem(Problem* p, double x_start, double x_lo, double x_hi,
     outermost searched pieces whose minimum is at or below the target hold
     the bounds (:func:`outer_bound`); every jump between them must be
     bridged (C at or below the target on both sides) or the fit is
-    STATUS_MODEL_JUMP, as it is when the best fit is at a jump.
+    STATUS_MODEL_JUMP, as it is when the best fit is at a jump (C at the
+    edge of its piece at a jump within JUMP_TOL of C_min, and above that
+    across the jump).
     """
     cdef double a[MAX_PIECES]
     cdef double b[MAX_PIECES]
@@ -684,7 +699,8 @@ cdef int fit_problem(Problem* p, double x_start, double x_lo, double x_hi,
             if k > kt:
                 kt = k
     status = STATUS_OK
-    if (kb > 0 and xm[kb] <= a[kb]) or (kb < n - 1 and xm[kb] >= b[kb]):
+    if ((kb > 0 and at_jump(p, a[kb], b[kb - 1], em[kb].value + JUMP_TOL))
+            or (kb < n - 1 and at_jump(p, b[kb], a[kb + 1], em[kb].value + JUMP_TOL))):
         status = STATUS_MODEL_JUMP  # the best fit is at a jump
     for k in range(kf, kt):  # every jump inside the hull of S is bridged, or S has islands
         if not (em[k].value <= target and em[k + 1].value <= target
@@ -692,10 +708,10 @@ cdef int fit_problem(Problem* p, double x_start, double x_lo, double x_hi,
                 and evaluate(p, a[k + 1]).value <= target):
             status = STATUS_MODEL_JUMP
     # the minimum's own piece: depth exactly delta (as the bounds were always found)
-    s_lo = outer_bound(p, kf, n, xm[kf], em[kf], delta if kf == kb else target - em[kf].value,
-                       target, a[kf], &xb_lo)
-    s_hi = outer_bound(p, kt, n, xm[kt], em[kt], delta if kt == kb else target - em[kt].value,
-                       target, b[kt], &xb_hi)
+    s_lo = outer_bound(p, kf == 0, xm[kf], em[kf],
+                       delta if kf == kb else target - em[kf].value, target, a[kf], &xb_lo)
+    s_hi = outer_bound(p, kt == n - 1, xm[kt], em[kt],
+                       delta if kt == kb else target - em[kt].value, target, b[kt], &xb_hi)
     if s_lo == STATUS_FIT_FAILED or s_hi == STATUS_FIT_FAILED:
         return STATUS_FIT_FAILED
     status = worse(status, worse(s_lo, s_hi))
@@ -1058,9 +1074,11 @@ cdef class Tables:
         """Fit kT and norm; the bounds where the profiled statistic rises by delta.
 
         The statistic is C-stat, or W-stat with a *background* (see
-        :meth:`profile`). Returns a status code: OK, BOUND_AT_LIMIT (a bound
-        is NaN: the statistic stays below C_min + delta up to the kT limit)
-        or FIT_FAILED (every output NaN). kT values are exp(x).
+        :meth:`profile`). Returns a status code (``xrmod.status.Status``'s
+        definition): OK, BOUND_AT_LIMIT (a bound is NaN: the statistic stays
+        below C_min + delta up to the kT limit), MODEL_JUMP (the fit meets one
+        of *jumps*: a bound that stops there is NaN) or FIT_FAILED (every
+        output NaN). kT values are exp(x).
         """
         cdef int status, i
         self._check_counts(counts)

@@ -308,14 +308,26 @@ class SherpaPeer:
         bounds: bool = True,
         start_kt: float | None = None,
         background: np.ndarray | None = None,
+        kt_range: tuple[float, float] | None = None,
     ) -> SherpaFit:
         """Fit *counts* (all channels) with *arf*; kT bounds by ``conf`` when *bounds*.
 
         The fit starts from kT = *start_kt* (default: the geometric middle of
         the kT limits) and the norm that matches the counts at that kT. With
         *background* counts (all channels; the job's background file gives
-        their exposure and scales) the statistic is Sherpa's ``WStat``.
+        their exposure and scales) the statistic is Sherpa's ``WStat``. With
+        *kt_range* = (min, max) kT is kept in that range for this fit (one
+        smooth piece of the model between its jumps) instead of the config's limits.
         """
+        if kt_range is not None:
+            saved = (self.emission.kT.val, self.emission.kT.min, self.emission.kT.max)
+            lo, hi = kt_range
+            start = math.sqrt(lo * hi) if start_kt is None else min(max(start_kt, lo), hi)
+            self.emission.kT.set(val=start, min=lo, max=hi)
+            try:
+                return self.fit(counts, arf, bounds=bounds, start_kt=start, background=background)
+            finally:
+                self.emission.kT.set(val=saved[0], min=saved[1], max=saved[2])
         from sherpa.fit import Fit
         from sherpa.optmethods import NelderMead
         from sherpa.stats import CStat, WStat
@@ -358,3 +370,32 @@ class SherpaPeer:
                 if abs(self.emission.kT.val - kt) > 1e-9 * kt:
                     raise RuntimeError("Sherpa conf moved the best fit (found a new minimum)")
         return SherpaFit(np.array([lo, kt, hi]), float(norm), stat, nfev, log)
+
+    def profile(self, counts: np.ndarray, arf: Any, kt: float) -> float:
+        """Sherpa's C-stat of *counts* with kT frozen at *kt* and the norm fitted.
+
+        The profile likelihood in kT, evaluated by Sherpa alone (its model,
+        fold, statistic and the tight LevMar on the norm): independent of
+        xrmod's closed-form profile.
+        """
+        from sherpa.fit import Fit
+        from sherpa.stats import CStat
+
+        self.activate()
+        pha, model = self._pha(np.asarray(counts, dtype=np.float64), arf)
+        saved = self.emission.kT.val
+        self.emission.kT.val = kt
+        self.emission.kT.freeze()
+        try:
+            self.emission.norm = 1.0
+            unit = float(np.sum(pha.eval_model_to_fit(model)))
+            self.emission.norm = float(np.sum(counts[self.band])) / unit
+            log: list[str] = []
+            with captured_sherpa_log(log):
+                result = Fit(pha, model, CStat(), self._methods()[0][0]).fit()
+            if not result.succeeded:
+                raise RuntimeError(f"Sherpa norm fit at kT = {kt} failed: {result.message}")
+            return float(result.statval)
+        finally:
+            self.emission.kT.thaw()
+            self.emission.kT.val = saved

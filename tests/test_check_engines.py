@@ -76,6 +76,36 @@ def test_native_and_reference_agree(config):
     assert "Traceback" not in proc.stderr
 
 
+JUMP_CONFIG = """
+[library]
+noise = "asimov"
+[source]
+temperatures = [10.0]
+[modifier]
+family = "gaussian"
+[modifier.axes]
+mu = 1.0
+sigma = 0.3
+amp = -0.3
+"""
+
+
+def test_native_and_reference_agree_at_the_zbremss_jump(tmp_path):
+    """The user's report: T1 has its global minimum at the 13.58 keV jump (both engines now
+    say so, MODEL_JUMP, with the same hull of the two islands), T1′ is an ordinary fit."""
+    path = tmp_path / "jump.toml"
+    path.write_text(JUMP_CONFIG)
+    report = check_engines(path, engines="native,reference", points=1)
+    assert report.outcome == "agree", report.format()
+    for name in ("native", "reference"):
+        run = report.runs[name]
+        assert run.status[0] == Status.MODEL_JUMP and run.status_modified[0] == Status.OK
+        lo, fit, hi = run.results[0]
+        assert fit == pytest.approx(13.58, abs=1e-4)
+        assert lo == pytest.approx(13.509, abs=2e-3) and hi == pytest.approx(15.24, abs=2e-3)
+    assert "MODEL_JUMP" in report.format()
+
+
 def test_a_disagreement_exits_5(config):
     proc = xrmod(
         "check-engines",

@@ -80,6 +80,12 @@ def test_direct_writer_stores_every_point(fake, tmp_path):
     np.testing.assert_array_equal(data["results"], _expected(job))
     status = data["status"].reshape(job.grid.n_theta, -1)
     assert (status[4] == Status.FIT_FAILED).all() and (status[:4] == Status.OK).all()
+    # T1′ has its own status: the fake engine's -4 at θ % 5 == 2, where T1 is ok
+    modified = data["status_modified"].reshape(job.grid.n_theta, -1)
+    theta = np.arange(job.grid.n_theta)
+    assert (modified[theta % 5 == 2] == Status.BOUND_AT_LIMIT).all()
+    assert (status[theta % 5 == 2] == Status.OK).all()
+    np.testing.assert_array_equal(modified[theta % 5 != 2], status[theta % 5 != 2])
     with h5py.File(job.output) as f:
         assert f.attrs["writer"] == "direct" and f.attrs["n_ranks"] == 1
         assert "end_time" in f.attrs
@@ -245,6 +251,7 @@ def test_rank_files_merge_to_their_theta(tmp_path):
     data = read_library(out)
     status = data["status"].reshape(6, 2)
     assert status[:, 0].tolist() == [1, 0, 1, 1, 0, 1]
+    assert data["status_modified"].reshape(6, 2)[:, 0].tolist() == [-4, 0, -4, -4, 0, -4]
     results = data["results"].reshape(6, 2, 3)
     np.testing.assert_array_equal(results[5], _unit(grid, 5, 50).results)
     assert np.isnan(results[1]).all() and np.isnan(results[4]).all()
@@ -266,6 +273,76 @@ def test_a_damaged_row_is_dropped_not_merged(tmp_path, caplog):
     assert (report.units, report.damaged) == (5, 1)
     assert "damaged" in caplog.text
     assert pending_units(out, grid).tolist() == [4]
+
+
+def test_a_damaged_t1_prime_status_is_caught_by_the_row_checksum(tmp_path):
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    path = rank_file_path(out, 0)
+    with RankFileWriter(path, grid, config_text="cfg", rank=0) as w:
+        for theta in range(grid.n_theta):
+            w.write(_unit(grid, theta, theta))
+    with h5py.File(path, "r+") as f:
+        f["status_modified"][2, 1] = 1
+    assert merge_rank_files(out, [path], grid, config_text="cfg").damaged == 1
+    assert pending_units(out, grid).tolist() == [2]
+
+
+def test_rank_files_of_format_version_1_are_refused(tmp_path):
+    """An older xrmod's rank file (one status for both fits) is not merged, with a way out."""
+    grid = _grid()
+    out = tmp_path / "lib.h5"
+    _library(out, grid)
+    path = rank_file_path(out, 0)
+    with RankFileWriter(path, grid, config_text="cfg", rank=0) as w:
+        w.write(_unit(grid, 0, 0))
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["status_modified"]
+    with pytest.raises(InputError, match=r"format version 1.*Remove it"):
+        merge_rank_files(out, [path], grid, config_text="cfg")
+    assert pending_units(out, grid).size == grid.n_theta  # nothing merged
+
+
+def _make_version_1(path):
+    """Turn a library into what xrmod wrote before the per-fit status (format 1)."""
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["LIBRARY/status_modified"]
+
+
+def test_resume_refuses_a_version_1_library(fake, tmp_path):
+    job = _job(tmp_path)
+    fake.setenv("XRMOD_FAKE_BREAK_WRITER", "5")
+    with pytest.raises(RunError):
+        driver.run(job, progress=False)
+    fake.delenv("XRMOD_FAKE_BREAK_WRITER")
+    _make_version_1(job.output)
+    before = read_library(job.output)
+    with pytest.raises(InputError, match=r"format version 1.*cannot resume.*--overwrite"):
+        driver.run(job, progress=False, resume=True)
+    after = read_library(job.output)  # untouched
+    assert sorted(after) == sorted(before)
+    assert all(after[k].tobytes() == before[k].tobytes() for k in before)
+
+
+def test_resume_of_a_version_1_library_exits_2_and_says_how_to_proceed(tmp_path, capsys):
+    """``xrmod-gen --resume`` on a format-1 library: exit 2, a message, and info still reads it."""
+    cfg = tmp_path / "cfg.toml"
+    out = tmp_path / "lib.h5"
+    cfg.write_text(CONFIG.format(out=out, seed=3))
+    proc = gen(0, str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    _make_version_1(out)
+    proc = gen(0, str(cfg), "--resume")
+    assert proc.returncode == 2, proc.stderr
+    assert "format version 1" in proc.stderr and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    from xrmod.cli import main
+
+    assert main(["info", str(out)]) == 0
+    assert "one status for both fits" in capsys.readouterr().out
 
 
 def test_rank_files_of_another_config_are_refused(tmp_path):

@@ -70,7 +70,7 @@ def _points(results: dict[int, UnitResult]) -> dict[str, np.ndarray]:
     units = [results[k] for k in sorted(results)]
     out = {
         name: np.concatenate([getattr(u, name) for u in units])
-        for name in ("results", "results_modified", "status")
+        for name in ("results", "results_modified", "status", "status_modified")
     }
     for name in EXTRAS:
         out[name] = np.concatenate([u.extras[name] for u in units])
@@ -93,6 +93,7 @@ def test_unit_result_shapes(prepared, job):
         assert res.results.shape == (n, 3) and res.results.dtype == np.float64
         assert res.results_modified.shape == (n, 3)
         assert res.status.shape == (n,) and res.status.dtype == np.int8
+        assert res.status_modified.shape == (n,) and res.status_modified.dtype == np.int8
         assert set(res.extras) == set(EXTRAS)
         assert all(v.shape == (n,) for v in res.extras.values())
 
@@ -101,17 +102,42 @@ def test_statuses_documented_and_failures_are_nan(prepared, job):
     _, results = prepared
     p = _points(results)
     assert set(np.unique(p["status"]).tolist()) <= DOCUMENTED
-    # the θ with slope -0.5 makes the ARF negative above 5 keV: every point fails
+    assert set(np.unique(p["status_modified"]).tolist()) <= DOCUMENTED
+    # the θ with slope -0.5 makes the ARF negative above 5 keV: every point fails, both fits
     slope = job.grid.theta_parameters(job.grid.theta_index(np.arange(job.grid.size)))["slope"]
-    assert (p["status"][slope < 0] == Status.ARF_NEGATIVE).all()
-    assert (p["status"][slope > 0] == Status.OK).all()
-    failed = p["status"] != Status.OK
-    for name in ("results", "results_modified"):
+    for name in ("status", "status_modified"):
+        assert (p[name][slope < 0] == Status.ARF_NEGATIVE).all()
+        assert (p[name][slope > 0] == Status.OK).all()
+    for name, status in (("results", "status"), ("results_modified", "status_modified")):
+        failed = p[status] != Status.OK
         assert np.isnan(p[name][failed]).all()  # NaN, never zeros
         assert np.isfinite(p[name][~failed]).all()
+    failed = p["status"] != Status.OK
     for name in EXTRAS:
         assert np.isnan(p[name][failed]).all()
         assert np.isfinite(p[name][~failed]).all()
+
+
+@pytest.mark.parametrize("cls", ENGINES, ids=lambda cls: cls.name)
+def test_each_fit_has_its_own_status(cls):
+    """T1 stops at the kT limit (−4, its upper bound NaN); the good T1′ keeps status 1.
+
+    A bump of hard area (Gaussian at 7 keV, +50 %) makes the data harder than
+    the original ARF expects: T1 would be above the 5.6 keV limit, T1′ (the
+    ARF that made the data) is 5.10 ± 0.09 keV (this Poisson draw).
+    """
+    text = CONFIG.replace("kt_limits = [0.05, 64.0]", "kt_limits = [0.05, 5.6]")
+    text = text.replace('family = "linear"', 'family = "gaussian"')
+    text = text.replace("slope = [-0.5, 0.03]\npivot = [3.0]", "mu = 7.0\nsigma = 2.0\namp = 0.5")
+    job = job_from_config(parse_config(text, source="<contract>"))
+    engine = cls()
+    engine.prepare(job)
+    res = engine.run_unit(job.grid.unit(0))  # T = 2 and 5 keV
+    assert res.status.tolist() == [Status.OK, Status.BOUND_AT_LIMIT]
+    assert res.status_modified.tolist() == [Status.OK, Status.OK]
+    assert res.results[1, 1] == pytest.approx(5.6) and np.isnan(res.results[1, 2])
+    lo, fit, hi = res.results_modified[1]
+    assert lo < fit < hi < 5.6 and np.isfinite(res.results_modified).all()
 
 
 def test_bounds_bracket_the_fit(prepared):
@@ -133,7 +159,7 @@ def test_deterministic_for_a_fixed_seed(prepared, job):
     for start, res in results.items():
         unit = job.grid.unit(start // job.grid.points_per_theta)
         other = again.run_unit(unit)
-        for name in ("results", "results_modified", "status"):
+        for name in ("results", "results_modified", "status", "status_modified"):
             np.testing.assert_array_equal(getattr(res, name), getattr(other, name))
         for name in EXTRAS:
             np.testing.assert_array_equal(res.extras[name], other.extras[name])

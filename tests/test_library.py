@@ -8,6 +8,7 @@ from xrmod.grid import Grid
 from xrmod.library import (
     EXTRAS,
     FORMAT_NAME,
+    FORMAT_VERSION,
     RESULT_COLUMNS,
     LibraryWriter,
     UnitResult,
@@ -50,9 +51,15 @@ def _unit_result(start, stop, fill):
         results=np.stack([flat - 0.5, flat, flat + 0.5], axis=1),
         results_modified=np.stack([flat, flat + 1, flat + 2], axis=1) * fill,
         status=np.full(n, Status.OK, dtype=np.int8),
-        status_modified=np.full(n, Status.BOUND_AT_LIMIT, dtype=np.int8),  # differs on purpose
+        status_modified=_t1_prime_codes(np.arange(start, stop)),  # differs from status
         extras={name: flat + i for i, name in enumerate(EXTRAS)},
     )
+
+
+def _t1_prime_codes(flat):
+    """The T1′ status the test units give flat index *flat*: 1, −4, −6 in turn."""
+    codes = np.array([Status.OK, Status.BOUND_AT_LIMIT, Status.MODEL_JUMP], dtype=np.int8)
+    return codes[np.asarray(flat) % 3]
 
 
 def test_new_library_matches_schema(tmp_path):
@@ -74,11 +81,17 @@ def test_new_library_matches_schema(tmp_path):
             assert list(ds.attrs["columns"]) == list(RESULT_COLUMNS)
             assert ds.chunks == (1, 1, 1, 5, 3)  # one θ per chunk
             assert np.isnan(ds[()]).all()  # not computed = NaN, never zero
-        status = f["LIBRARY/status"]
-        assert status.dtype == np.int8 and status.shape == (3, 2, 4, 5)
-        assert (status[()] == Status.NOT_COMPUTED).all()
-        codes = json.loads(status.attrs["codes"])
-        assert codes[str(int(Status.ARF_NEGATIVE))] == Status.ARF_NEGATIVE.description
+        assert f.attrs["format_version"] == FORMAT_VERSION == 2
+        for name in ("status", "status_modified"):  # the point and T1; T1′
+            status = f["LIBRARY"][name]
+            assert status.dtype == np.int8 and status.shape == (3, 2, 4, 5)
+            assert status.chunks == (1, 1, 1, 5)
+            assert status.fillvalue == 0 and (status[()] == Status.NOT_COMPUTED).all()
+            assert list(status.attrs["dims"]) == ["sigma", "amp", "mu", "temps"]
+            codes = json.loads(status.attrs["codes"])
+            assert codes[str(int(Status.ARF_NEGATIVE))] == Status.ARF_NEGATIVE.description
+            assert codes[str(int(Status.MODEL_JUMP))] == Status.MODEL_JUMP.description
+        assert "T1'" in f["LIBRARY/status_modified"].attrs["description"]
         for name in EXTRAS:
             assert f["LIBRARY"][name].shape == (3, 2, 4, 5)
 
@@ -104,6 +117,7 @@ def test_units_land_at_their_multi_index(tmp_path, realizations):
         results = f["LIBRARY/results"][()]
         modified = f["LIBRARY/results_modified"][()]
         status = f["LIBRARY/status"][()]
+        status_modified = f["LIBRARY/status_modified"][()]
         norm = f["LIBRARY/norm"][()]
     assert results.shape == (*grid.shape, 3)
     # the value written for flat index i sits at np.unravel_index(i, shape)
@@ -113,6 +127,7 @@ def test_units_land_at_their_multi_index(tmp_path, realizations):
     np.testing.assert_array_equal(modified[..., 2], 2 * (expected + 2))
     np.testing.assert_array_equal(norm, expected)
     assert (status == Status.OK).all()
+    np.testing.assert_array_equal(status_modified, _t1_prime_codes(expected.astype(int)))
     assert per_theta == realizations * 5
 
 
@@ -198,11 +213,79 @@ def test_describe_and_xarray(tmp_path):
     text = describe(path)
     assert "axes (in order):" in text
     assert text.index("sigma:") < text.index("amp:") < text.index("mu:")
-    assert "status   0:" in text and "status   1:" in text
+    # counts per code for each fit: θ 0's 5 points are 1 for T1 and 1, -4, -6, 1, -4 for T1′
+    rows = {int(line.split()[1].rstrip(":")): line.split()[2:4] for line in _status_lines(text)}
+    assert rows == {-6: ["0", "1"], -4: ["0", "2"], 0: ["115", "115"], 1: ["5", "2"]}, text
+    assert "status per fit" in text and "T1'" in text
     ds = open_library(path)
     assert isinstance(ds, xr.Dataset)
     assert ds["results"].dims == ("sigma", "amp", "mu", "temps", "column")
     assert float(ds["results"].sel(sigma=0.2, amp=-0.1, mu=1.0, temps=2.0, column="kT_fit")) == 1.0
+    assert ds["status_modified"].dims == ds["status"].dims == ("sigma", "amp", "mu", "temps")
+    point = {"sigma": 0.2, "amp": -0.1, "mu": 1.0}  # θ 0
+    np.testing.assert_array_equal(ds["status_modified"].sel(point), [1, -4, -6, 1, -4])
+    np.testing.assert_array_equal(ds["status"].sel(point), [1] * 5)
+
+
+def _status_lines(text):
+    """The lines of ``describe`` that count one status code ("status  -4: ...")."""
+    import re
+
+    return [line for line in text.splitlines() if re.match(r"\s+status +-?\d+:", line)]
+
+
+def _make_version_1(path):
+    """Turn a library into what xrmod wrote before the per-fit status (format 1)."""
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+        del f["LIBRARY/status_modified"]
+
+
+def test_describe_reads_a_version_1_library(tmp_path):
+    path = tmp_path / "lib.h5"
+    grid = _grid()
+    _create(path, grid)
+    with LibraryWriter(path, grid) as writer:
+        u = grid.unit(0)
+        writer.write(_unit_result(u.start, u.stop, 1.0))
+    _make_version_1(path)
+    text = describe(path)
+    assert "format_version: 1" in text
+    assert "format version 1: one status for both fits" in text
+    rows = {int(line.split()[1].rstrip(":")): line.split()[2] for line in _status_lines(text)}
+    assert rows == {0: "115", 1: "5"}, text
+
+
+def test_a_unit_lands_status_last(tmp_path, monkeypatch):
+    """Direct and batched writes: ``status`` (the done marker) after ``status_modified``."""
+    import xrmod.library as library
+
+    grid = _grid()
+    order = []
+    put, many = library.LibraryWriter._put, library._BlockWriter.write_many
+    monkeypatch.setattr(
+        library.LibraryWriter,
+        "_put",
+        lambda self, name, *a: (order.append(name), put(self, name, *a)),
+    )
+    monkeypatch.setattr(
+        library._BlockWriter,
+        "write_many",
+        lambda self, leads, values: (
+            order.append(h5py.h5i.get_name(self._id)),
+            many(self, leads, values),
+        ),
+    )
+    for flush in (0.0, 60.0):
+        order.clear()
+        path = tmp_path / f"lib{flush}.h5"
+        _create(path, grid)
+        with LibraryWriter(path, grid, flush_seconds=flush) as writer:
+            u = grid.unit(0)
+            writer.write(_unit_result(u.start, u.stop, 1.0))
+        names = [n.decode().rsplit("/", 1)[-1] if isinstance(n, bytes) else n for n in order]
+        assert names[-2:] == ["status_modified", "status"], names
+        assert set(names) == {"results", "results_modified", *EXTRAS, "status_modified", "status"}
 
 
 def test_describe_rejects_other_files(tmp_path):

@@ -253,8 +253,112 @@ def test_minimum_is_found_across_a_jump():
         assert np.log(out[1]) == pytest.approx(-0.2, abs=1e-7)
 
 
+def _two_pieces(x_data, shift, mismatch, nch=30, seed=5):
+    """A table with a jump at x = 0 and counts: (LogTable, counts).
+
+    Both pieces are linear in x, ln f_c = a_c + x b_c on the left and
+    a_c + (x − shift) b_c + mismatch · d_c on the right, so C is smooth in
+    each piece; the counts are 20 · f(x_data) of the left piece (noiseless):
+    C = 0 at x_data if it is inside the left piece. *shift* and *mismatch* set
+    how far the right piece's own minimum moves and how much it rises.
+    """
+    rng = np.random.default_rng(seed)
+    # C ≈ 30 (Δx)² within a piece (12 000 counts), a right-piece minimum ≈ 1.2e4 mismatch²
+    a, b, d = rng.normal(3.0, 0.5, nch), rng.normal(0.0, 0.05, nch), rng.normal(0.0, 1.0, nch)
+    left, right = np.linspace(-2.0, 0.0, 21), np.linspace(0.0, 2.0, 21)
+    knots = np.concatenate([left, right])
+    values = a + np.outer(knots, b)
+    values[left.size :] = a + np.outer(right - shift, b) + mismatch * d
+    slopes = np.broadcast_to(b, values.shape).copy()
+    f = np.exp(values)
+    scalar = np.log(f.sum(axis=1))
+    scalar_slopes = (f * slopes).sum(axis=1) / f.sum(axis=1)
+    table = LogTable(knots, values, slopes, scalar, scalar_slopes)
+    return table, 20.0 * np.exp(a + x_data * b)
+
+
+def _jump_fits(table, counts, start):
+    """The kernel's fit and the reference's (_Fitter, NumPy/SciPy) of the same table."""
+    out = np.empty(5)
+    code = _fit.Tables(*table.arrays(), jumps=[0.0]).fit(counts, start, -2.0, 2.0, 1.0, out)
+
+    def fold(_arf, kt):  # the exact table, its left piece below x = 0
+        x = float(np.log(kt))
+        return np.exp(table(x, left=x < 0.0)[0])
+
+    ref = _Fitter(fold, None, (-2.0, 2.0), 1.0, jumps=(1.0,))
+    r, _, c, s = ref.fit(counts)
+    return (out[:3], Status(code), out[4]), (r, s, c)
+
+
+def _profile(table, counts, x, left=False):
+    """C(x) of the table (from the left at a jump if *left*), by NumPy."""
+    return profiled_cstat(counts, np.exp(table(x, left=left)[0]))[0]
+
+
+def _check_jump_case(table, counts, status, starts=(-1.0, -0.05, 0.05, 1.0)):
+    """Kernel and reference agree on the status and [lo, fit, hi] from every start."""
+    for start in starts:
+        (kernel, code, cmin), (ref, ref_code, ref_cmin) = _jump_fits(table, counts, start)
+        where = f"start {start}: kernel {np.log(kernel)} {code!r}, reference {np.log(ref)}"
+        assert code == status and ref_code == status, where
+        np.testing.assert_array_equal(np.isnan(kernel), np.isnan(ref), err_msg=where)
+        # the reference's tolerances: 1e-7 in x for the minimum (its edges 4e-7 from a
+        # jump, the kernel's 1e-11), 1e-9 for the bounds
+        np.testing.assert_allclose(np.log(kernel), np.log(ref), atol=2e-5, err_msg=where)
+        assert cmin == pytest.approx(ref_cmin, abs=1e-4)
+    return kernel, cmin
+
+
+def test_bound_that_stops_at_a_jump_is_nan_and_model_jump():
+    """S = [x_lo, 0): the right piece never comes down to the target."""
+    table, counts = _two_pieces(x_data=-0.1, shift=0.6, mismatch=0.03)
+    assert _profile(table, counts, 0.0, left=True) < 1.0  # left limit inside S
+    right = [_profile(table, counts, x) for x in np.linspace(0.0, 2.0, 201)]
+    assert min(right) > 1.0  # the right piece is above the target everywhere
+    fit, cmin = _check_jump_case(table, counts, Status.MODEL_JUMP)
+    assert np.isnan(fit[2])  # never a zero-width bound at the jump
+    assert np.log(fit[1]) == pytest.approx(-0.1, abs=1e-7) and cmin < 1e-9
+    assert _profile(table, counts, np.log(fit[0])) == pytest.approx(1.0, abs=1e-7)
+
+
+def test_bridged_jump_is_harmless():
+    """C <= target on both sides of the jump: one interval across it, status OK."""
+    table, counts = _two_pieces(x_data=-0.1, shift=0.02, mismatch=0.0)
+    assert _profile(table, counts, 0.0, left=True) < 1.0 and _profile(table, counts, 0.0) < 1.0
+    fit, _ = _check_jump_case(table, counts, Status.OK)
+    assert np.log(fit[0]) < 0.0 < np.log(fit[2])  # the upper bound is in the right piece
+    for x in np.log(fit[[0, 2]]):
+        assert _profile(table, counts, x) == pytest.approx(1.0, abs=1e-7)
+
+
+def test_islands_give_model_jump_and_the_hull():
+    """S = [l1, r1] ∪ [l2, r2] with r1 < 0 < l2: −6, bounds l1 and r2 (the hull)."""
+    table, counts = _two_pieces(x_data=-0.5, shift=1.0, mismatch=0.007)
+    right = [_profile(table, counts, x) for x in np.linspace(0.0, 2.0, 401)]
+    assert 0.0 < min(right) < 1.0 < right[0]  # a second island, apart from the first
+    assert _profile(table, counts, 0.0, left=True) > 1.0
+    fit, _ = _check_jump_case(table, counts, Status.MODEL_JUMP)
+    assert np.log(fit[0]) < -0.5 and np.log(fit[2]) > 0.5 and np.isfinite(fit).all()
+    assert np.log(fit[1]) == pytest.approx(-0.5, abs=1e-7)  # the global minimum
+    for x in np.log(fit[[0, 2]]):
+        assert _profile(table, counts, x) == pytest.approx(1.0, abs=1e-7)
+
+
+def test_best_fit_at_a_jump_is_model_jump():
+    """The data want x = 0.2 of the left shape; the right piece fits worse: C_min at 0⁻."""
+    table, counts = _two_pieces(x_data=0.2, shift=0.8, mismatch=0.03)
+    fit, cmin = _check_jump_case(table, counts, Status.MODEL_JUMP)
+    assert np.log(fit[1]) == pytest.approx(0.0, abs=1e-6)  # kT_fit: the jump's kT
+    assert cmin == pytest.approx(_profile(table, counts, 0.0, left=True), abs=1e-6)
+    assert np.isnan(fit[2]) and np.isfinite(fit[0])  # nothing above the jump reaches target
+
+
 def test_kernel_status_codes_are_the_status_enum():
     assert {name: int(Status[name]) for name in _fit.STATUS_CODES} == _fit.STATUS_CODES
+    from xrmod.status import JUMP_TOLERANCE
+
+    assert _fit.JUMP_TOLERANCE == JUMP_TOLERANCE
 
 
 # ----------------------------------------------------------------------------- engine

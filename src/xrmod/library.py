@@ -635,7 +635,8 @@ def describe(path: str | os.PathLike) -> str:
                 codes, counts = np.unique(lib[name][()], return_counts=True)
                 per_fit[name] = dict(zip(codes.tolist(), counts.tolist(), strict=True))
             heads = "".join(f"{STATUS_FITS[name]:>9}" for name in STATUS_DATASETS)
-            lines.append(f"  status per fit:   {heads}")
+            lines.append("  status per fit (points with each code):")
+            lines.append(f"    {'':11}{heads}")
             for code in sorted(set().union(*per_fit.values())):
                 cells = "".join(f"{per_fit[name].get(code, 0):>9}" for name in STATUS_DATASETS)
                 lines.append(f"    status {code:>3}: {cells}  {_description(code)}")

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["SEVERITY", "Status", "worst"]
+__all__ = ["JUMP_TOLERANCE", "SEVERITY", "Status", "worst"]
+
+#: A best fit whose statistic is within this of C at a jump sits at that jump
+#: (Status rule 4): the resolution of the exact statistic, which XSPEC's float32
+#: models make rough at the 10⁻³ level (DESIGN §5): a minimum at a jump's edge
+#: can come out a noise dip next to it.
+JUMP_TOLERANCE = 1.0e-3
 
 
 class Status(IntEnum):
@@ -35,12 +41,16 @@ class Status(IntEnum):
        inside a piece (C is continuous there), never a point a search
        converged to at a discontinuity.
     3. A bound where S reaches a kT limit is NaN with :attr:`BOUND_AT_LIMIT`.
-    4. :attr:`MODEL_JUMP` when the best fit sits at a jump (kT_fit is that
-       jump's kT), or when S ends at a jump that the piece beyond does not
-       continue: S split into islands by a jump (kT_lo and kT_hi are then the
-       bounds of its hull, finite), or a bound of S that stops at a jump (that
-       bound NaN, never a zero-width interval). A jump with C ≤ target on both
-       sides lies inside S and is harmless: OK.
+    4. :attr:`MODEL_JUMP` when
+       (a) the best fit sits at a jump: C at the jump (its limit from the
+       best fit's side) is within :data:`JUMP_TOLERANCE` of C_min and C
+       across the jump is not; kT_fit is that jump's kT, or next to it by
+       less than the model resolves (a C flat through the jump is not at it); or
+       (b) S ends at a jump that the piece beyond does not continue: S split
+       into islands by a jump (kT_lo and kT_hi are then the bounds of its
+       hull, both finite), or a bound of S that stops at a jump (that bound
+       NaN, never a zero-width interval).
+       A jump with C ≤ target on both sides lies inside S and is harmless.
     5. :attr:`FIT_FAILED` when a search does not converge: every column NaN.
 
     kT_fit is stored for BOUND_AT_LIMIT and MODEL_JUMP (it is the global

@@ -5,10 +5,13 @@ It computes what :class:`xrmod.engines.reference.ReferenceEngine` computes
 bounds within 1 % of their statistical error σ, kT within 1 % of σ or at
 most 0.002 above the reference's minimum of the exact statistic, which is
 itself that rough: XSPEC's float32 zbremss steps in kT) in about half a
-millisecond per grid point. Where zbremss jumps in kT (13.58 and 54.32 keV)
-the statistic may have two minima: this engine returns the lower one, the
-reference whichever its bounded Brent search meets first (measured numbers:
-``python bench/profile_native.py --accuracy``). Notation: x = ln kT; f_c(x)
+millisecond per grid point (measured numbers: ``python bench/profile_native.py
+--accuracy``). Both engines fit by the rule that :class:`xrmod.status.Status`
+defines, where zbremss jumps in kT (:data:`KT_JUMPS`: 13.58 keV by 3.4 %, and
+0.1358, 0.5432, 54.32 keV) too: the best fit is the global minimum over the
+smooth pieces between jumps, the bounds are the outermost crossings of
+C_min + ``error_delta``, each found inside a piece, and a fit that meets a
+jump is MODEL_JUMP (−6). Each fit (T1, T1′) has its own status. Notation: x = ln kT; f_c(x)
 the expected counts in band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT);
 F = Σ_c f_c.
 
@@ -42,8 +45,12 @@ F = Σ_c f_c.
   interpolant of dot products of the counts with the table rows of the knots a
   fit visits; C, C′ and C″ are then analytic and cost O(1). Safeguarded
   Newton for the minimum of each smooth piece between the model's jumps
-  (:data:`KT_JUMPS`), safeguarded Newton / regula falsi for the bounds at
-  C_min + ``error_delta``.
+  (:data:`KT_JUMPS`), from the piece of the true temperature outwards while
+  the next piece's near edge is at or below the target or C falls away from
+  it; safeguarded Newton / regula falsi for the bounds at C_min +
+  ``error_delta`` between a piece's minimum and its edge (never across a
+  jump: a search that met a discontinuity could not converge, or converged
+  onto it).
 
 * **Background** (``instrument.background``): the data have mean μ + αB and
   a new background spectrum is drawn (:func:`xrmod.engines.base.simulate`);

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from xrmod.status import Status, worst
+from xrmod.status import JUMP_TOLERANCE, Status, worst
 
 __all__ = ["PieceFit", "fit_pieces", "smooth_pieces"]
 
@@ -88,7 +88,11 @@ class PieceFit:
 
 
 def fit_pieces(
-    stat: Callable[[float], float], pieces: Sequence[tuple[float, float]], delta: float
+    stat: Callable[[float], float],
+    pieces: Sequence[tuple[float, float]],
+    delta: float,
+    *,
+    jump_tolerance: float = JUMP_TOLERANCE,
 ) -> PieceFit:
     """Best fit and bounds of *stat* over *pieces* (:class:`xrmod.status.Status`'s definition).
 
@@ -108,12 +112,16 @@ def fit_pieces(
         (a, b) of consecutive smooth pieces (:func:`smooth_pieces`).
     delta : float
         Δstat of the bounds.
+    jump_tolerance : float
+        A best fit within this of C at a jump of its piece sits at that jump
+        (:data:`xrmod.status.JUMP_TOLERANCE`: the resolution of the statistic).
     """
     minima = []  # (C, x) of each piece
     for a, b in pieces:
-        res = optimize.minimize_scalar(
-            stat, bounds=(a, b), method="bounded", options={"xatol": XATOL_MINIMUM}
-        )
+        with np.errstate(invalid="ignore"):  # inf - inf in Brent's steps on an inf piece
+            res = optimize.minimize_scalar(
+                stat, bounds=(a, b), method="bounded", options={"xatol": XATOL_MINIMUM}
+            )
         if not res.success:
             return PieceFit.failed()
         # the lowest of Brent's point and the edges (an edge wins a tie: the statistic is
@@ -129,9 +137,10 @@ def fit_pieces(
     first, last = reach[0], reach[-1]
     n = len(pieces)
     codes = [Status.OK]
-    a, b = pieces[best]
-    if (best > 0 and x_min == a) or (best < n - 1 and x_min == b):
-        codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
+    level = c_min + jump_tolerance
+    for k, near, far in ((best - 1, 0, 1), (best + 1, 1, 0)):  # the jumps of its piece
+        if 0 <= k < n and stat(pieces[best][near]) <= level < stat(pieces[k][far]):
+            codes.append(Status.MODEL_JUMP)  # the best fit is at a jump
     for k in range(first, last):  # each jump inside the hull of S: bridged, or islands
         bridged = minima[k][0] <= target and minima[k + 1][0] <= target
         if not (bridged and stat(pieces[k][1]) <= target and stat(pieces[k + 1][0]) <= target):

@@ -172,6 +172,9 @@ JUMP_REACH = 1.25
 #: Half-width (a factor in kT) of the window of that search, doubled while the
 #: confidence region reaches its edge.
 PROFILE_WINDOW = 1.5
+#: Resolution of XSPEC's profile statistic: its refits of the norm scatter by ~0.01
+#: (seen in its error search; a best fit this close to C at a jump sits at the jump).
+PROFILE_RESOLUTION = 0.02
 #: Initial fit step of kT and norm, relative to their starting values.
 _STEP = 0.01
 #: XSPEC's default hard limits of an additive model's norm.
@@ -633,7 +636,10 @@ class XspecEngine(Engine):
             while True:
                 window = (max(x_lo, min(known) - width), min(x_hi, max(known) + width))
                 fit = fit_pieces(
-                    self._profile_stat, smooth_pieces(window, self._jumps), self._delta
+                    self._profile_stat,
+                    smooth_pieces(window, self._jumps),
+                    self._delta,
+                    jump_tolerance=PROFILE_RESOLUTION,
                 )
                 wider = (fit.open_low and window[0] > x_lo) or (fit.open_high and window[1] < x_hi)
                 if fit.status == Status.FIT_FAILED or not wider:
