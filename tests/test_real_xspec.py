@@ -442,6 +442,8 @@ def one_rank_library(gen_config):
     out = gen_config.parent / "one.h5"
     proc = _gen(str(gen_config), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
+    # XSPEC's tbabs banner ("tbvabs Version 2.3 ... Wilms") is kept out of the output
+    assert "tbvabs" not in proc.stdout + proc.stderr and proc.stdout == "", proc.stdout
     return out
 
 
