@@ -164,8 +164,9 @@ ACCURACY_CASES = [
 
 
 def accuracy(args: argparse.Namespace) -> None:
-    from xrmod.engines.native import KT_JUMPS, NativeEngine
+    from xrmod.engines.native import NativeEngine
     from xrmod.engines.reference import ReferenceEngine, _Fitter
+    from xrmod.models import KT_JUMPS
 
     jumps = np.asarray(KT_JUMPS["zbremss"])
     for noise in ("asimov", "poisson"):
@@ -179,6 +180,7 @@ def accuracy(args: argparse.Namespace) -> None:
                 unit = job.grid.unit(k)
                 a, b = native.run_unit(unit), ref.run_unit(unit)
                 assert np.array_equal(a.status, b.status), (a.status, b.status)
+                assert np.array_equal(a.status_modified, b.status_modified)
                 assert np.array_equal(a.extras["counts"], b.extras["counts"])
                 params = dict(job.grid.theta_parameters(np.array([unit.theta])))
                 mod = job.family.apply(ref._energies, ref._arf, params).values[0, ref._rows]
