@@ -2,7 +2,7 @@
 
 An engine is prepared once, then runs work units in any order and any split;
 a point's result depends only on the job and its flat index. Grids are tiny
-(2 θ × 2 temperatures) so that the reference engine (≈ 0.2 s per point)
+(2 θ × 2 temperatures) so that the reference engine (≈ 0.5 s per point)
 stays fast; one θ has a negative modified ARF, to exercise failures.
 """
 

@@ -254,6 +254,9 @@ def test_describe_reads_a_version_1_library(tmp_path):
     assert "format version 1: one status for both fits" in text
     rows = {int(line.split()[1].rstrip(":")): line.split()[2] for line in _status_lines(text)}
     assert rows == {0: "115", 1: "5"}, text
+    pytest.importorskip("xarray")
+    ds = open_library(path)
+    assert "status_modified" not in ds and int(ds["status"].sum()) == 5
 
 
 def test_a_unit_lands_status_last(tmp_path, monkeypatch):
