@@ -190,15 +190,8 @@ _COMPONENT_PARAMETERS = {
     "apec": ("kT", "Abundanc", "Redshift"),
 }
 
-_SEVERITY = (Status.ERROR, Status.FIT_FAILED, Status.BOUND_AT_LIMIT, Status.OK)
-
 # The engine whose set-up the (process-wide) XSPEC session holds.
 _session_owner: weakref.ref | None = None
-
-
-def _worst(*codes: Status) -> Status:
-    """The most severe of a point's fit outcomes."""
-    return min(codes, key=_SEVERITY.index)
 
 
 def point_seed(seed: int, flat_index: int) -> int:
