@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -496,3 +497,19 @@ def test_check_engines_command_passes(gen_config):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "points agree within" in proc.stdout
+
+
+def test_pyxspec_refused_where_another_xspec_is_loaded(tmp_path):
+    """A process that loaded the native engine's bundled model library cannot take PyXSPEC:
+    the dynamic loader would bind HEASoft's PyXSPEC to that other XSPEC build."""
+    code = (
+        "from xrmod.models import load_model\n"
+        "load_model('tbabs*zbremss')\n"
+        "from xrmod.engines.xspec import _import_xspec\n"
+        "_import_xspec()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode != 0
+    assert "run the xspec engine in a process of its own" in proc.stderr, proc.stderr

@@ -54,7 +54,7 @@ __all__ = [
     "ModelLibrary",
     "find_library",
     "load_library",
-    "loaded_origin",
+    "loaded_elsewhere",
     "provenance",
 ]
 
@@ -373,9 +373,15 @@ def _refuse_other_copy(candidate: _Candidate) -> None:
         )
 
 
-def loaded_origin() -> str | None:
-    """``"heasoft"`` or ``"bundled"`` when this process loaded a copy through here, else None."""
-    return load_library().origin if load_library.cache_info().currsize else None
+def loaded_elsewhere(headas: str | os.PathLike) -> list[str]:
+    """Directories, other than ``headas/lib``, of a libXSFunctions mapped into this process.
+
+    PyXSPEC loads HEASoft's model library by name; where another copy is in
+    the process already (loaded here for the native engine, or by Sherpa)
+    the dynamic loader would give PyXSPEC that one.
+    """
+    ours = (Path(headas) / "lib").resolve()
+    return sorted(str(d) for d in _loaded_copies() if d != ours)
 
 
 @functools.cache

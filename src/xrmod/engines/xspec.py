@@ -315,13 +315,14 @@ def _importable(name: str) -> bool:
 
 def _import_xspec() -> Any:
     """PyXSPEC, imported quietly, or EngineError (missing, or another XSPEC loaded here)."""
-    from xrmod.xspec_library import loaded_origin
+    from xrmod.xspec_library import loaded_elsewhere
 
-    if loaded_origin() == "bundled" and _importable("xspec"):
+    others = loaded_elsewhere(os.environ.get("HEADAS", "")) if _importable("xspec") else []
+    if others:
         raise EngineError(
-            "this process evaluated models with the XSPEC copy xspectrampoline bundles; "
-            "PyXSPEC would bring HEASoft's, and two XSPEC versions cannot share one "
-            "process: run the xspec engine in a process of its own"
+            f"this process has XSPEC's model library from {others[0]} loaded already (the "
+            "native engine's, or Sherpa's); PyXSPEC would be bound to it instead of "
+            "HEASoft's: run the xspec engine in a process of its own"
         )
     try:
         with warnings.catch_warnings(), silence_c_output():
