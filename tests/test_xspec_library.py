@@ -216,17 +216,39 @@ def test_ld_library_path_cannot_leak_another_copy_in(conflicting_lib_dir):
     assert "undefined symbol" in control.stderr
 
 
-def test_a_second_copy_in_the_process_is_refused(complete_heasoft):
+def test_the_same_build_loaded_elsewhere_is_reused(complete_heasoft):
+    """Another path to the same files' build (Sherpa linked to another environment's
+    xspectrampoline, say): the copy in the process serves, no second one is mapped."""
     code = f"""
         import ctypes
         ctypes.CDLL("{BUNDLED.headas / "lib" / "libXSFunctions.so"}", mode=ctypes.RTLD_GLOBAL)
+        import json
+        from pathlib import Path
+        from xrmod.xspec_library import load_library, _loaded_copies
+        lib = load_library()
+        print(json.dumps([lib.headas, sorted(map(str, _loaded_copies()))]))
+    """
+    proc = run_python(code, HEADAS=str(complete_heasoft))
+    assert proc.returncode == 0, proc.stderr
+    headas, mapped = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert headas == str(BUNDLED.headas)
+    assert mapped == [str((BUNDLED.headas / "lib").resolve())]
+
+
+def test_another_build_in_the_process_is_refused(tmp_path, compiler):
+    other = tmp_path / "other" / "lib"
+    other.mkdir(parents=True)
+    build_library(compiler, other / "libXSFunctions.so", "void C_tbabs(void) {}")
+    code = f"""
+        import ctypes
+        ctypes.CDLL("{other / "libXSFunctions.so"}", mode=ctypes.RTLD_GLOBAL)
         from xrmod.xspec_library import load_library
         load_library()
     """
-    proc = run_python(code, HEADAS=str(complete_heasoft))
+    proc = run_python(code)
     assert proc.returncode != 0
     assert "two versions cannot share one process" in proc.stderr
-    assert str(BUNDLED.headas / "lib") in proc.stderr
+    assert str(other.resolve()) in proc.stderr
 
 
 # --------------------------------------------------------------------------- provenance

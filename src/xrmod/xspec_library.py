@@ -35,7 +35,9 @@ info``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
+import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -360,17 +362,33 @@ def _loaded_copies() -> set[Path]:
     }
 
 
-def _refuse_other_copy(candidate: _Candidate) -> None:
-    """An EngineError if another copy of the model library is in the process already."""
+def _digest(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _settle_on_loaded(candidate: _Candidate) -> _Candidate:
+    """The copy to load, given what this process holds already.
+
+    Nothing loaded: the candidate. The same build loaded from another place
+    (Sherpa's link to another environment's xspectrampoline, say): that one,
+    whose files are then already mapped, never a second copy. Another build:
+    an EngineError, since two versions cannot share one process.
+    """
     ours = (candidate.headas / "lib").resolve()
-    others = sorted(str(d) for d in _loaded_copies() if d != ours)
-    if others:
-        raise EngineError(
-            f"this process has XSPEC's model library from {others[0]} loaded already "
-            f"(PyXSPEC or Sherpa); the native engine would load {ours}: two versions "
-            "cannot share one process. Run the engines in separate processes "
-            f"(xrmod check-engines does), or set {CHOICE_ENV} to use the same copy"
-        )
+    others = sorted(d for d in _loaded_copies() if d != ours)
+    if not others:
+        return candidate
+    other = others[0]
+    if _digest(other / _ROOT) == _digest(ours / _ROOT):
+        log.debug("XSPEC model library: the same build is loaded from %s already", other)
+        return dataclasses.replace(candidate, headas=other.parent, paths=tuple(_closure(other)))
+    raise EngineError(
+        f"this process has XSPEC's model library from {other} loaded already "
+        f"(PyXSPEC or Sherpa); the native engine would load another build, {ours}: two "
+        "versions cannot share one process. Run the engines in separate processes "
+        f"(xrmod check-engines does), or set {CHOICE_ENV} to use the same copy"
+    )
 
 
 def loaded_elsewhere(headas: str | os.PathLike) -> list[str]:
@@ -398,7 +416,7 @@ def load_library() -> ModelLibrary:
     candidate, why = find_library()
     if why:
         log.info("XSPEC model library: the bundled copy, not HEASoft's (%s)", why)
-    _refuse_other_copy(candidate)
+    candidate = _settle_on_loaded(candidate)
     saved = os.environ.get("HEADAS")
     try:
         with silence_c_output():  # FNINIT prints the tables it sets
