@@ -53,6 +53,7 @@ from xrmod.errors import EngineError
 __all__ = [
     "CHOICE_ENV",
     "REQUIRED_SYMBOLS",
+    "Candidate",
     "ModelLibrary",
     "find_library",
     "load_library",
@@ -254,14 +255,16 @@ def _missing_symbols(paths: list[Path]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class Candidate:
+    """A copy of the model library that could be loaded: where, and its files in load order."""
+
     origin: str
     headas: Path
     package: str
     paths: tuple[Path, ...]
 
 
-def _bundled() -> _Candidate:
+def _bundled() -> Candidate:
     """The copy xspectrampoline ships, found without importing it (its import loads it)."""
     spec = importlib.util.find_spec("xspectrampoline")
     if spec is None or not spec.submodule_search_locations:
@@ -276,12 +279,12 @@ def _bundled() -> _Candidate:
         version = importlib.metadata.version("xspectrampoline")
     except importlib.metadata.PackageNotFoundError:
         version = "?"
-    return _Candidate(
+    return Candidate(
         "bundled", headas, f"xspectrampoline {version}", tuple(_closure(headas / "lib"))
     )
 
 
-def _heasoft(headas: Path) -> tuple[_Candidate | None, str]:
+def _heasoft(headas: Path) -> tuple[Candidate | None, str]:
     """HEASoft's copy at *headas*, or None and why it cannot serve."""
     libdir = headas / "lib"
     if not (libdir / _ROOT).is_file():
@@ -294,7 +297,7 @@ def _heasoft(headas: Path) -> tuple[_Candidate | None, str]:
     if missing:
         names = ", ".join(missing)
         return None, f"{libdir / _ROOT} and the libraries it names do not define {names}"
-    return _Candidate("heasoft", headas, "HEASoft", tuple(paths)), ""
+    return Candidate("heasoft", headas, "HEASoft", tuple(paths)), ""
 
 
 def _choice() -> str:
@@ -304,7 +307,7 @@ def _choice() -> str:
     return choice
 
 
-def find_library() -> tuple[_Candidate, str]:
+def find_library() -> tuple[Candidate, str]:
     """The copy to load (nothing is loaded) and, for a fall-back, why HEASoft's was not taken."""
     choice = _choice()
     headas = os.environ.get("HEADAS", "").strip()
@@ -367,7 +370,7 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _settle_on_loaded(candidate: _Candidate) -> _Candidate:
+def _settle_on_loaded(candidate: Candidate) -> Candidate:
     """The copy to load, given what this process holds already.
 
     Nothing loaded: the candidate. The same build loaded from another place
