@@ -294,6 +294,7 @@ heasoft_check() {  # heasoft_check HEADAS PYTHON: XSPEC's model library and PyXS
     (
         set +u   # headas-init.sh reads variables that may be unset
         export HEADAS=$headas
+        export HOME=${HOME:-/root}   # XSPEC aborts without it (an image build may not set it)
         . "$headas/headas-init.sh"
         "$python" -W error -c 'import xspec; print("PyXSPEC", *xspec.Xset.version)' </dev/null
     ) || die "PyXSPEC does not import from $headas with $python"
@@ -316,8 +317,13 @@ stage_heasoft() {
             step "HEASoft: $headas is this build already (key $hash)"
             return
         fi
-        die "$HEASOFT_PREFIX holds a HEASoft that was not built from $tarball by this" \
-            "script (its key differs from $hash): remove it or set HEASOFT_PREFIX"
+        # an earlier build of this script, from another tarball or version of the script,
+        # is replaced; a HEASoft installed otherwise (no key file) is never touched
+        [ -f "$HEASOFT_PREFIX/.xrmod-heasoft-key" ] \
+            || die "$HEASOFT_PREFIX holds a HEASoft this script did not install: remove it" \
+                   "or set HEASOFT_PREFIX"
+        echo "HEASoft in $HEASOFT_PREFIX was built under another key: replacing it"
+        rm -rf "${HEASOFT_PREFIX:?}"
     fi
 
     entry=${HEASOFT_CACHE:+$HEASOFT_CACHE/heasoft-$hash}
@@ -405,8 +411,7 @@ stage_app() {
 'h5py lost its MPI build (a dependency replaced it)')"
         python -c "import xrmod._modify, xrmod._grid"
         if [ -n "${HEADAS:-}" ]; then
-            python -c "import xspec; print('PyXSPEC', xspec.__version__ if hasattr(xspec, \
-'__version__') else '(no version)')"
+            HOME=${HOME:-/root} python -c "import xspec; print('PyXSPEC', *xspec.Xset.version)"
         fi
     )
     echo "environment: $XRMOD_PREFIX/env.sh"

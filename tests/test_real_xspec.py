@@ -513,3 +513,16 @@ def test_pyxspec_refused_where_another_xspec_is_loaded(tmp_path):
     )
     assert proc.returncode != 0
     assert "run the xspec engine in a process of its own" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("name", ["HOME", "HEADAS"])
+def test_pyxspec_without_its_environment_is_a_clear_error(name):
+    """XSPEC aborts the whole process (std::logic_error) when HOME or HEADAS is unset:
+    the engine says so instead, before importing it."""
+    env = {k: v for k, v in os.environ.items() if k != name}
+    code = "from xrmod.engines.xspec import _import_xspec\n_import_xspec()\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"PyXSPEC needs {name} set" in proc.stderr

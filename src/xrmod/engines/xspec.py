@@ -324,6 +324,12 @@ def _import_xspec() -> Any:
             "native engine's, or Sherpa's); PyXSPEC would be bound to it instead of "
             "HEASoft's: run the xspec engine in a process of its own"
         )
+    unset = [name for name in ("HEADAS", "HOME") if not os.environ.get(name)]
+    if unset and _importable("xspec"):  # XSPEC aborts the process without them
+        raise EngineError(
+            f"PyXSPEC needs {' and '.join(unset)} set (HEASoft's headas-init.sh sets "
+            "HEADAS; XSPEC keeps its settings in $HOME/.xspec)"
+        )
     try:
         with warnings.catch_warnings(), silence_c_output():
             # PyXSPEC 2.0 (HEASoft 6.20) compares with literals using `is`
