@@ -376,6 +376,13 @@ write_env() {  # $XRMOD_PREFIX/env.sh: the environment every entry point uses
             echo "# HEASoft: xrmod's native engine loads XSPEC's model library from \$HEADAS;"
             echo "# headas-init.sh puts PyXSPEC (\$HEADAS/lib/python) on PYTHONPATH."
             echo "export HEADAS=$headas"
+            echo "# XSPEC needs a writable \$HOME (it keeps ~/.xspec there and aborts without"
+            echo "# one): in a read-only image with no home bound, use a private one in /tmp."
+            echo 'if [ -z "${HOME:-}" ] || [ ! -d "$HOME" ] || [ ! -w "$HOME" ]; then'
+            echo '    HOME=${TMPDIR:-/tmp}/xrmod-home-$(id -u)'
+            echo '    mkdir -p "$HOME" && chmod 700 "$HOME"'
+            echo '    export HOME'
+            echo 'fi'
             echo ". \"\$HEADAS/headas-init.sh\""
         fi
     } >"$XRMOD_PREFIX/env.sh"
