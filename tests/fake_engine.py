@@ -24,9 +24,8 @@ import time
 
 import numpy as np
 
-from xrmod.engines.base import Engine
+from xrmod.engines.base import EXTRAS, Engine, UnitResult
 from xrmod.errors import EngineError
-from xrmod.library import EXTRAS, UnitResult
 from xrmod.status import Status
 
 

@@ -15,10 +15,11 @@ from fake_engine import assert_same_library, expected_point, read_library, use_f
 from mpirun_helpers import FAKE_CONFIG, WRITERS, error_lines, gen, needs_mpirun
 
 from xrmod import driver
+from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.errors import InputError, RunError
 from xrmod.grid import Grid
 from xrmod.job import load_job
-from xrmod.library import EXTRAS, UnitResult, count_status, create_library, pending_units
+from xrmod.library import count_status, create_library, pending_units
 from xrmod.merge import (
     RankFileWriter,
     _row_checksums,

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from xrmod.config import parse_config
-from xrmod.engines.base import Engine
+from xrmod.engines.base import EXTRAS, Engine, UnitResult
 from xrmod.engines.native import NativeEngine
 from xrmod.engines.reference import ReferenceEngine
 from xrmod.job import job_from_config
-from xrmod.library import EXTRAS, UnitResult
 from xrmod.status import Status
 
 #: Engine classes under contract (the PyXSPEC engine joins where PyXSPEC imports).

@@ -19,6 +19,7 @@ from astropy.io import fits
 
 from xrmod.config import parse_config
 from xrmod.engines import get_engine
+from xrmod.engines.base import EXTRAS
 from xrmod.engines.xspec import (
     ERROR_FLAGS,
     MISSING_PYXSPEC,
@@ -31,7 +32,6 @@ from xrmod.engines.xspec import (
 )
 from xrmod.errors import ConfigError, EngineError
 from xrmod.job import job_from_config
-from xrmod.library import EXTRAS
 from xrmod.status import Status
 
 CONFIG = """

@@ -35,7 +35,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from xrmod import __version__
-from xrmod.errors import XrmodError
+from xrmod.errors import (
+    EXIT_DISAGREE,
+    EXIT_ENGINE,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_RUN,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    XrmodError,
+)
 
 __all__ = [
     "EXIT_DISAGREE",
@@ -49,15 +59,6 @@ __all__ = [
     "gen_main",
     "main",
 ]
-
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_INPUT = 2
-EXIT_ENGINE = 3
-EXIT_RUN = 4
-EXIT_DISAGREE = 5
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 log = logging.getLogger("xrmod")
 
@@ -90,7 +91,7 @@ def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Na
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
     except Exception as exc:
         if args.debug:
             raise

@@ -68,12 +68,11 @@ from typing import Any
 import numpy as np
 
 from xrmod.engines import get_engine
-from xrmod.errors import InputError, RunError, XrmodError
+from xrmod.engines.base import UnitResult
+from xrmod.errors import EXIT_INTERNAL, EXIT_RUN, InputError, RunError, XrmodError
 from xrmod.job import Job, load_job
 from xrmod.library import (
-    EXTRAS,
     LibraryWriter,
-    UnitResult,
     check_same_config,
     check_same_provenance,
     count_status,
@@ -103,7 +102,6 @@ _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 #: Environment variable: longest time, in seconds, a rank keeps finished units in memory
 #: before writing them (merge and mpio writers).
 FLUSH_ENV = "XRMOD_FLUSH_SECONDS"
-_EXIT_INTERNAL = 1
 
 
 # --------------------------------------------------------------------------- ranks
@@ -164,7 +162,7 @@ def _error_info(exc: BaseException) -> tuple[str, int]:
     """(message, exit code) of an exception, for sending to the other ranks."""
     if isinstance(exc, XrmodError):
         return str(exc), exc.exit_code
-    return f"internal error: {type(exc).__name__}: {exc}", _EXIT_INTERNAL
+    return f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL
 
 
 def _raise_if_any(comm: Any, error: tuple[str, int] | None) -> None:
@@ -603,20 +601,6 @@ def _now() -> str:
 
 
 # --------------------------------------------------------------------------- the loop
-def _error_result(start: int, stop: int) -> UnitResult:
-    n = stop - start
-    nan3 = np.full((n, 3), np.nan)
-    return UnitResult(
-        start,
-        stop,
-        nan3,
-        nan3.copy(),
-        np.full(n, Status.ERROR, dtype=np.int8),
-        np.full(n, Status.ERROR, dtype=np.int8),
-        {name: np.full(n, np.nan) for name in EXTRAS},
-    )
-
-
 def _compute(engine: Any, unit: Any, k: int, rank: int) -> UnitResult:
     """The engine's result for *unit*; an exception makes its points ERROR, logged, not raised."""
     try:
@@ -640,7 +624,7 @@ def _compute(engine: Any, unit: Any, k: int, rank: int) -> UnitResult:
             exc_info=True,
             extra=_RANK_ONLY,
         )
-        return _error_result(unit.start, unit.stop)
+        return UnitResult.failed(unit.start, unit.stop, Status.ERROR)
 
 
 @dataclass
@@ -940,7 +924,7 @@ def _run(
         where = f"rank {rank} ({host}): " if comm.size > 1 else ""
         raise RunError(
             f"{where}{message}; every finished unit is in {job.output}: continue with --resume",
-            exit_code=code if code != _EXIT_INTERNAL else 4,
+            exit_code=code if code != EXIT_INTERNAL else EXIT_RUN,
         )
     return result
 

@@ -11,6 +11,14 @@ for callers who do not know xrmod.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_DISAGREE",
+    "EXIT_ENGINE",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_RUN",
+    "EXIT_SIGINT",
+    "EXIT_SIGTERM",
     "ConfigError",
     "EngineError",
     "InputError",
@@ -20,18 +28,28 @@ __all__ = [
     "XrmodError",
 ]
 
+#: Process exit codes of the command line (documented in the README).
+EXIT_OK = 0  #: success
+EXIT_INTERNAL = 1  #: a bug: an error xrmod did not raise on purpose
+EXIT_INPUT = 2  #: bad input: config, response, library, command line
+EXIT_ENGINE = 3  #: the engine cannot run here (no PyXSPEC, wrong XSPEC)
+EXIT_RUN = 4  #: the run stopped: a rank failed or died, the output could not be written
+EXIT_DISAGREE = 5  #: ``check-engines``: the engines disagree
+EXIT_SIGINT = 130  #: stopped by SIGINT (Ctrl-C); ``--resume`` continues
+EXIT_SIGTERM = 143  #: stopped by SIGTERM; ``--resume`` continues
+
 
 class XrmodError(Exception):
     """Base class of every error xrmod raises on purpose."""
 
     #: Process exit code the command line uses for this error.
-    exit_code: int = 1
+    exit_code: int = EXIT_INTERNAL
 
 
 class InputError(XrmodError, ValueError):
     """Bad input found before any work starts (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_INPUT
 
 
 class ConfigError(InputError):
@@ -85,7 +103,7 @@ class ModifierError(InputError):
 class EngineError(XrmodError, RuntimeError):
     """An engine cannot be prepared (missing model library, unusable model): exit code 3."""
 
-    exit_code = 3
+    exit_code = EXIT_ENGINE
 
 
 class RunError(XrmodError, RuntimeError):
@@ -99,6 +117,6 @@ class RunError(XrmodError, RuntimeError):
         Process exit code (that of the original error where it had one).
     """
 
-    def __init__(self, message: str, *, exit_code: int = 4):
+    def __init__(self, message: str, *, exit_code: int = EXIT_RUN):
         super().__init__(message)
         self.exit_code = exit_code

@@ -36,22 +36,20 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.status import Status
 
 __all__ = [
-    "EXTRAS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "RESULT_COLUMNS",
     "STATUS_DATASETS",
     "LibraryWriter",
-    "UnitResult",
     "check_same_config",
     "check_same_provenance",
     "count_status",
@@ -71,46 +69,6 @@ STATUS_DATASETS = {
 }
 #: Which fit each status dataset describes, as ``xrmod info`` labels it.
 STATUS_FITS = {"status": "T1", "status_modified": "T1'"}
-#: Per-point extras written beside the results: name -> description.
-EXTRAS = {
-    "norm": "fitted norm, original ARF",
-    "norm_modified": "fitted norm, modified ARF",
-    "cstat": "C-statistic at the best fit, original ARF",
-    "cstat_modified": "C-statistic at the best fit, modified ARF",
-    "counts": "simulated counts in the fit band",
-}
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """Results of one work unit: points ``start`` to ``stop`` (flat indices).
-
-    ``results`` and ``results_modified`` are (n, 3) [kT_lo, kT_fit, kT_hi];
-    ``status`` is (n,) int8, the status of each point and of its fit with the
-    original ARF (T1), ``status_modified`` (n,) int8 that of its fit with the
-    modified ARF (T1′) — a failure of the point itself is in both;
-    ``extras`` maps each name of :data:`EXTRAS` to (n,).
-    """
-
-    start: int
-    stop: int
-    results: np.ndarray
-    results_modified: np.ndarray
-    status: np.ndarray
-    status_modified: np.ndarray
-    extras: Mapping[str, np.ndarray]
-
-    def __post_init__(self) -> None:
-        n = self.stop - self.start
-        for name, arr, shape in (
-            ("results", self.results, (n, 3)),
-            ("results_modified", self.results_modified, (n, 3)),
-            ("status", self.status, (n,)),
-            ("status_modified", self.status_modified, (n,)),
-            *((name, arr, (n,)) for name, arr in self.extras.items()),
-        ):
-            if np.shape(arr) != shape:
-                raise ValueError(f"{name} has shape {np.shape(arr)}, expected {shape}")
 
 
 def _point_shape(grid: Any) -> tuple[int, ...]:

@@ -27,7 +27,7 @@ Rank file layout (format ``xrmod-rankfile`` version 2), one row per unit
     /results_modified       (n, P, 3) float64
     /status                 (n, P) int8 the point and its T1 fit
     /status_modified        (n, P) int8 its T1' fit
-    /<extra>                (n, P) float64 for each name of xrmod.library.EXTRAS
+    /<extra>                (n, P) float64 for each name of xrmod.engines.base.EXTRAS
     /checksum               (n,) uint32 CRC-32 of the row
     attrs                   format, format_version, config_sha256, rank, points_per_theta
 
@@ -51,8 +51,9 @@ from typing import Any
 
 import numpy as np
 
+from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.errors import InputError
-from xrmod.library import EXTRAS, UnitResult, _small_metadata_cache
+from xrmod.library import _small_metadata_cache
 
 __all__ = [
     "FLUSH_BYTES",

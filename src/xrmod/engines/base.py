@@ -1,18 +1,80 @@
-"""The interface every engine implements."""
+"""The interface every engine implements, and the result of a work unit."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from xrmod.status import Status
+
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
     from xrmod.job import BandBackground, Job
-    from xrmod.library import UnitResult
 
-__all__ = ["Engine", "simulate"]
+__all__ = ["EXTRAS", "Engine", "UnitResult", "simulate"]
+
+#: Per-point extras every engine returns beside the results: name -> description.
+EXTRAS = {
+    "norm": "fitted norm, original ARF",
+    "norm_modified": "fitted norm, modified ARF",
+    "cstat": "C-statistic at the best fit, original ARF",
+    "cstat_modified": "C-statistic at the best fit, modified ARF",
+    "counts": "simulated counts in the fit band",
+}
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """Results of one work unit: points ``start`` to ``stop`` (flat indices).
+
+    ``results`` and ``results_modified`` are (n, 3) [kT_lo, kT_fit, kT_hi];
+    ``status`` is (n,) int8, the status of each point and of its fit with the
+    original ARF (T1), ``status_modified`` (n,) int8 that of its fit with the
+    modified ARF (T1′) — a failure of the point itself is in both;
+    ``extras`` maps each name of :data:`EXTRAS` to (n,).
+    """
+
+    start: int
+    stop: int
+    results: np.ndarray
+    results_modified: np.ndarray
+    status: np.ndarray
+    status_modified: np.ndarray
+    extras: Mapping[str, np.ndarray]
+
+    def __post_init__(self) -> None:
+        n = self.stop - self.start
+        for name, arr, shape in (
+            ("results", self.results, (n, 3)),
+            ("results_modified", self.results_modified, (n, 3)),
+            ("status", self.status, (n,)),
+            ("status_modified", self.status_modified, (n,)),
+            *((name, arr, (n,)) for name, arr in self.extras.items()),
+        ):
+            if np.shape(arr) != shape:
+                raise ValueError(f"{name} has shape {np.shape(arr)}, expected {shape}")
+
+    @classmethod
+    def failed(cls, start: int, stop: int, status: int = Status.NOT_COMPUTED) -> UnitResult:
+        """Points *start* to *stop* all NaN, both statuses *status*.
+
+        With the default (0, not computed) it is the empty result an engine
+        fills point by point; with a failure code it is a whole failed unit.
+        """
+        n = stop - start
+        return cls(
+            start,
+            stop,
+            np.full((n, 3), np.nan),
+            np.full((n, 3), np.nan),
+            np.full(n, status, dtype=np.int8),
+            np.full(n, status, dtype=np.int8),
+            {name: np.full(n, np.nan) for name in EXTRAS},
+        )
 
 
 def simulate(

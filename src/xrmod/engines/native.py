@@ -75,8 +75,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xrmod.engines.base import Engine, simulate
-from xrmod.library import EXTRAS, UnitResult
+from xrmod.engines.base import EXTRAS, Engine, UnitResult, simulate
 from xrmod.models import KT_BREAKS, KT_JUMPS, KT_SIDE_EPS
 from xrmod.status import Status
 

@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import optimize
 
-from xrmod.engines.base import Engine, simulate
+from xrmod.engines.base import EXTRAS, Engine, UnitResult, simulate
 from xrmod.engines.pieces import fit_pieces, smooth_pieces
-from xrmod.library import EXTRAS, UnitResult
 from xrmod.status import Status, worst
 
 if TYPE_CHECKING:

@@ -105,10 +105,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xrmod.engines.base import Engine
+from xrmod.engines.base import EXTRAS, Engine, UnitResult
 from xrmod.engines.pieces import fit_pieces, smooth_pieces
 from xrmod.errors import ConfigError, EngineError, XrmodError
-from xrmod.library import EXTRAS, UnitResult
 from xrmod.models import KT_JUMPS, silence_c_output
 from xrmod.responses import write_pha
 from xrmod.status import Status, worst
