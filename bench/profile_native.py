@@ -183,7 +183,9 @@ def accuracy(args: argparse.Namespace) -> None:
                 assert np.array_equal(a.status_modified, b.status_modified)
                 assert np.array_equal(a.extras["counts"], b.extras["counts"])
                 params = dict(job.grid.theta_parameters(np.array([unit.theta])))
-                mod = job.family.apply(ref._energies, ref._arf, params).values[0, ref._rows]
+                mod = job.family.apply(ref.inputs.energies, ref.inputs.arf, params).values[
+                    0, ref.inputs.rows
+                ]
                 for name in diffs:
                     ra, rb = getattr(a, name), getattr(b, name)
                     sigma = 0.5 * (rb[:, 2] - rb[:, 0])  # NaN with a NaN bound (−4, −6)
@@ -195,9 +197,11 @@ def accuracy(args: argparse.Namespace) -> None:
                     near_jump.setdefault(name, []).append(near)
                     for i in np.flatnonzero(np.nan_to_num(np.abs(d)).max(axis=1) > 0.01):
                         kt = ACCURACY_TEMPS[i]
-                        counts = ref._simulate(ref._norm * ref.fold(mod, kt), unit.start + i)[0]
-                        arf = mod if name == "results_modified" else ref._arf[ref._rows]
-                        fit = _Fitter(ref.fold, arf, ref._log_limits, ref._delta)
+                        counts = ref.inputs.simulate(
+                            ref.inputs.norm * ref.fold(mod, kt), unit.start + i
+                        )[0]
+                        arf = mod if name == "results_modified" else ref.inputs.arf[ref.inputs.rows]
+                        fit = _Fitter(ref.fold, arf, ref._log_limits, ref.inputs.error_delta)
                         c_a = fit.statistic(counts, np.log(ra[i, 1]))[0]
                         c_b = fit.statistic(counts, np.log(rb[i, 1]))[0]
                         notes.append(

@@ -92,9 +92,11 @@ class FakeEngine(Engine):
 
 def use_fake_engine():
     """Make ``library.engine = "native"`` build a :class:`FakeEngine` (this process only)."""
+    import dataclasses
+
     from xrmod.engines import ENGINES
 
-    ENGINES["native"] = "fake_engine:FakeEngine"
+    ENGINES["native"] = dataclasses.replace(ENGINES["native"], target="fake_engine:FakeEngine")
 
 
 def main():

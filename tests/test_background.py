@@ -145,13 +145,13 @@ def test_profile_derivatives_and_norm(prepared):
     job, engine = prepared
     t = 1
     counts, bkg = simulate(
-        engine._norm * engine._folded_original[engine._t_node[t]],
+        engine.inputs.norm * engine._folded_original[engine._t_node[t]],
         seed=1,
         flat_index=7,
         asimov=False,
-        background=engine._background,
+        background=engine.inputs.background,
     )
-    alpha = engine._background.alpha
+    alpha = engine.inputs.background.alpha
     x = np.log(3.0) + np.array([-0.02, 0.0, 0.02])
     h = 1e-4
     out = np.empty((9, 4))
@@ -165,7 +165,7 @@ def test_profile_derivatives_and_norm(prepared):
     # value and norm against the reference's direct profile (exact fold at that kT)
     ref = ReferenceEngine()
     ref.prepare(job)
-    folded = ref.fold(ref._arf[ref._rows], 3.0)
+    folded = ref.fold(ref.inputs.arf[ref.inputs.rows], 3.0)
     w_ref, n_ref = profiled_wstat(counts, bkg, alpha, folded)
     assert out[4, 3] == pytest.approx(n_ref, rel=1e-6)
     assert out[4, 0] == pytest.approx(w_ref, abs=0.01)  # the table is exact at grid temps
@@ -174,7 +174,7 @@ def test_profile_derivatives_and_norm(prepared):
 def test_no_net_source_gives_zero_norm(prepared):
     """Counts at the background level only: n̂ = 0 and a flat profile (no fit, no crash)."""
     _, engine = prepared
-    bkg = engine._background
+    bkg = engine.inputs.background
     counts = np.floor(bkg.alpha * bkg.counts)
     out = np.empty((1, 4))
     engine._original.profile(counts, np.array([1.0]), out, bkg.counts.copy(), bkg.alpha)

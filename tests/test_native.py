@@ -424,12 +424,14 @@ def _counts_of(reference, job):
         grid = job.grid
         theta = flat // grid.points_per_theta
         params = dict(grid.theta_parameters(np.array([theta])))
-        mod = job.family.apply(reference._energies, reference._arf, params).values[0]
-        mod = mod[reference._rows]
+        mod = job.family.apply(reference.inputs.energies, reference.inputs.arf, params).values[0]
+        mod = mod[reference.inputs.rows]
         kt = float(grid.temperatures[flat % grid.temperatures.size])
-        counts = reference._simulate(reference._norm * reference.fold(mod, kt), flat)[0]
-        arf = mod if name == "results_modified" else reference._arf[reference._rows]
-        return counts, _Fitter(reference.fold, arf, reference._log_limits, reference._delta)
+        counts = reference.inputs.simulate(reference.inputs.norm * reference.fold(mod, kt), flat)[0]
+        arf = mod if name == "results_modified" else reference.inputs.arf[reference.inputs.rows]
+        return counts, _Fitter(
+            reference.fold, arf, reference._log_limits, reference.inputs.error_delta
+        )
 
     return counts_of
 
@@ -468,14 +470,16 @@ def test_simulated_counts_are_identical(responses):
     native, reference = NativeEngine(), ReferenceEngine()
     native.prepare(job)
     reference.prepare(job)
-    _, _, folded = native._modified(job.grid.unit(0))
+    folded = native._modified(job.grid.unit(0))[1].folded
     params = dict(job.grid.theta_parameters(np.array([0])))
-    mod = job.family.apply(reference._energies, reference._arf, params).values[0]
+    mod = job.family.apply(reference.inputs.energies, reference.inputs.arf, params).values[0]
     for t, kt in enumerate(job.grid.temperatures):
-        mu_native = native._norm * folded[native._t_node[t]]
-        mu_ref = reference._norm * reference.fold(mod[reference._rows], float(kt))
+        mu_native = native.inputs.norm * folded[native._t_node[t]]
+        mu_ref = reference.inputs.norm * reference.fold(mod[reference.inputs.rows], float(kt))
         assert np.array_equal(mu_native, mu_ref)  # bit for bit
-        assert np.array_equal(native._simulate(mu_native, t)[0], reference._simulate(mu_ref, t)[0])
+        assert np.array_equal(
+            native.inputs.simulate(mu_native, t)[0], reference.inputs.simulate(mu_ref, t)[0]
+        )
 
 
 def test_negative_arf_status(responses):

@@ -479,9 +479,10 @@ def test_a_model_of_zeros_is_a_config_error(fake, job):
 
 
 def test_bremss_with_a_redshift_is_a_config_error(fake):
+    # refused by the configuration itself now, before any engine (test_config.py)
     text = CONFIG.format(noise="poisson", delta=1.0, slopes="[0.01]", background="")
-    job = job_from_config(parse_config(text.replace("zbremss", "bremss"), source="<t>"))
     with pytest.raises(ConfigError, match="has no redshift"):
+        job = job_from_config(parse_config(text.replace("zbremss", "bremss"), source="<t>"))
         XspecEngine().prepare(job)
 
 

@@ -26,19 +26,22 @@ import logging
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xrmod.engines import ENGINES, get_engine
 from xrmod.errors import EngineError, InputError
-from xrmod.grid import WorkUnit
 from xrmod.status import Status
 
+if TYPE_CHECKING:
+    from xrmod.config import Config
+    from xrmod.grid import Grid
+    from xrmod.job import Job
+
 __all__ = [
-    "CHECK_ONLY_ENGINES",
     "DEFAULT_ENGINES",
     "DEFAULT_POINTS",
     "DEFAULT_TOLERANCE",
@@ -56,14 +59,12 @@ DEFAULT_ENGINES = ("native", "xspec")
 DEFAULT_POINTS = 5
 #: Largest difference that agrees, in σ (Asimov spectra: the engines' own precision).
 DEFAULT_TOLERANCE = 0.5
-#: Engines the check can run besides those a configuration may name.
-CHECK_ONLY_ENGINES = {"reference": "xrmod.engines.reference:ReferenceEngine"}
 
 #: (label, results attribute, status attribute) of each fit.
 _FITS = (("T1", "results", "status"), ("T1'", "results_modified", "status_modified"))
 
 
-def choose_points(grid: Any, n: int) -> list[int]:
+def choose_points(grid: Grid, n: int) -> list[int]:
     """*n* flat indices spread over *grid* (deterministic), sorted.
 
     First a diagonal: θ and T each evenly from their first to their last
@@ -277,17 +278,11 @@ def _deviation(a: EngineRun, b: EngineRun, delta: float) -> np.ndarray:
     return out
 
 
-def _engine(name: str) -> Any:
-    if name in CHECK_ONLY_ENGINES:
-        module, cls = CHECK_ONLY_ENGINES[name].split(":")
-        return getattr(import_module(module), cls)()
-    return get_engine(name)
-
-
-def _parse_engines(engines: Any) -> tuple[str, ...]:
+def _parse_engines(engines: str | Sequence[str]) -> tuple[str, ...]:
+    """The engine names of ``--engines``: any of the registry, those for checks only too."""
     names = tuple(engines.split(",")) if isinstance(engines, str) else tuple(engines)
     names = tuple(n.strip() for n in names)
-    known = sorted({*ENGINES, *CHECK_ONLY_ENGINES})
+    known = sorted(ENGINES)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InputError(
@@ -299,9 +294,9 @@ def _parse_engines(engines: Any) -> tuple[str, ...]:
     return names
 
 
-def _run(name: str, job: Any, flats: list[int]) -> EngineRun:
+def _run(name: str, job: Job, flats: list[int]) -> EngineRun:
     """Prepare engine *name* and run each chosen point as its own one-point unit."""
-    engine = _engine(name)
+    engine = get_engine(name, checks=True)
     try:
         engine.prepare(job)
     except EngineError as e:
@@ -312,18 +307,15 @@ def _run(name: str, job: Any, flats: list[int]) -> EngineRun:
     run = EngineRun(name, None, np.full((n, 3), np.nan), np.full((n, 3), np.nan))
     run.status = np.zeros(n, dtype=np.int8)
     run.status_modified = np.zeros(n, dtype=np.int8)
-    per_theta = job.grid.points_per_theta
     try:
         for i, flat in enumerate(flats):
-            res = engine.run_unit(WorkUnit(flat // per_theta, flat, flat + 1))
+            res = engine.run_unit(job.grid.point_unit(flat))
             run.results[i] = res.results[0]
             run.results_modified[i] = res.results_modified[0]
             run.status[i] = res.status[0]
             run.status_modified[i] = res.status_modified[0]
     finally:
-        close = getattr(engine, "close", None)
-        if close is not None:
-            close()
+        engine.close()
     return run
 
 
@@ -338,7 +330,9 @@ class _Collect(logging.Handler):
         self.records.append((record.name, record.levelno, self.format(record)))
 
 
-def _run_child(name: str, cfg: Any, flats: list[int]) -> tuple[EngineRun, list]:
+def _run_child(
+    name: str, cfg: Config, flats: list[int]
+) -> tuple[EngineRun, list[tuple[str, int, str]]]:
     """In a fresh process: build the job, run engine *name*, return its run and log records."""
     from xrmod.job import job_from_config
 
@@ -349,7 +343,7 @@ def _run_child(name: str, cfg: Any, flats: list[int]) -> tuple[EngineRun, list]:
     return _run(name, job_from_config(cfg), flats), collect.records
 
 
-def _run_in_process(name: str, cfg: Any, flats: list[int]) -> EngineRun:
+def _run_in_process(name: str, cfg: Config, flats: list[int]) -> EngineRun:
     """Run engine *name* in a process of its own (``spawn``: nothing inherited).
 
     XSPEC is one session per process with process-wide state, and two XSPEC
@@ -368,7 +362,7 @@ def _run_in_process(name: str, cfg: Any, flats: list[int]) -> EngineRun:
 def check_engines(
     config: str | os.PathLike | None,
     *,
-    engines: Any = DEFAULT_ENGINES,
+    engines: str | Sequence[str] = DEFAULT_ENGINES,
     points: int = DEFAULT_POINTS,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> CheckReport:
@@ -381,7 +375,8 @@ def check_engines(
         and ``library.realizations`` are replaced by ``"asimov"`` and 1.
     engines : sequence of str or str
         Two or more engine names (``"native,xspec"`` also accepted); the first
-        that runs is the baseline. ``reference`` (the NumPy oracle) may be named here.
+        that runs is the baseline. Engines for checks only (``reference``, the
+        NumPy oracle: :data:`xrmod.engines.ENGINES`) may be named here.
     points : int
         How many grid points (:func:`choose_points`).
     tolerance : float

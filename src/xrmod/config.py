@@ -101,7 +101,8 @@ class LibraryConfig:
     output : Path
         The HDF5 library; a relative path is relative to the working directory at run time.
     engine : str
-        ``"native"`` (compiled fast path) or ``"xspec"`` (PyXSPEC).
+        ``"native"`` (compiled fast path) or ``"xspec"`` (PyXSPEC): the engines
+        of :data:`xrmod.engines.ENGINES` not for checks only.
     seed : int
         Root seed, 0 <= seed < 2**63; each point's stream derives from (seed, flat index).
     noise : str
@@ -159,7 +160,7 @@ class SourceConfig:
     nH : float
         Absorbing column in 1e22 cm^-2 (frozen in fits).
     redshift : float
-        Source redshift (frozen).
+        Source redshift (frozen); 0 for an emission model without one (bremss).
     abundance : float
         Metal abundance relative to ``abundance_table`` (apec models only; frozen).
     abundance_table : str
@@ -526,9 +527,11 @@ def _library(t: _Item) -> LibraryConfig:
     output = _path(t.child("output", "library.h5"))
     if output is None:
         raise t.child("output").error("expected a file name, got ''")
+    from xrmod.engines import selectable_engines  # the registry: read when a config is parsed
+
     library = LibraryConfig(
         output=output,
-        engine=_choice(t.child("engine", "native"), ("native", "xspec")),
+        engine=_choice(t.child("engine", "native"), selectable_engines()),
         seed=_integer(t.child("seed", 20261127), ge=0, lt=2**63),
         noise=_choice(t.child("noise", "poisson"), ("poisson", "asimov")),
         realizations=_integer(t.child("realizations", 1), ge=1),
@@ -570,7 +573,7 @@ def _instrument(t: _Item, base_dir: Path | None) -> InstrumentConfig:
 
 
 def _source(t: _Item) -> SourceConfig:
-    return SourceConfig(
+    source = SourceConfig(
         model=_model(t.child("model", "tbabs*zbremss")),
         nH=_number(t.child("nH", 0.05), ge=0),
         redshift=_number(t.child("redshift", 0.1), ge=0),
@@ -580,6 +583,21 @@ def _source(t: _Item) -> SourceConfig:
         norm=_number(t.child("norm", 1.0e-3), gt=0),
         temperatures=_grid(t.child("temperatures"), spacing_default="log", gt=0),
     )
+    _check_redshift(source, t)
+    return source
+
+
+def _check_redshift(source: SourceConfig, t: _Item) -> None:
+    """An emission model without a redshift parameter (bremss) takes only ``redshift = 0``."""
+    from xrmod.models import EMISSIONS
+
+    emission = source.emission
+    if "Redshift" not in EMISSIONS[emission].parameters and source.redshift != 0.0:
+        given = "" if "redshift" in t.value else ", the default"
+        raise t.child("redshift").error(
+            f"{emission} has no redshift (got {source.redshift:g}{given}); use z{emission} "
+            "or set redshift = 0"
+        )
 
 
 def _modifier(t: _Item) -> ModifierConfig:

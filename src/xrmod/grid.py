@@ -274,6 +274,27 @@ class Grid:
         """Realization number (0 … R−1) of flat grid indices."""
         return (self._flat(flat) // self.temperatures.size) % self.realizations
 
+    def _point(self, flat: int) -> int:
+        """One flat index as a Python int, checked to be in range."""
+        if isinstance(flat, (bool, np.bool_)):
+            raise InputError(f"flat index must be an integer, got {flat!r}")
+        try:
+            index = operator.index(flat)
+        except TypeError as e:
+            raise InputError(f"flat index must be an integer, got {flat!r}") from e
+        if not 0 <= index < self.size:
+            raise InputError(f"flat index {index} is out of range [0, {self.size})")
+        return index
+
+    def point_temperature(self, flat: int) -> int:
+        """Index into :attr:`temperatures` of the one point *flat* (:meth:`temperature_index`)."""
+        return self._point(flat) % self.temperatures.size
+
+    def point_unit(self, flat: int) -> WorkUnit:
+        """The work unit of the one point *flat*: its θ, points [flat, flat + 1)."""
+        index = self._point(flat)
+        return WorkUnit(index // self.points_per_theta, index, index + 1)
+
     def theta_parameters(self, theta_flat: ArrayLike) -> dict[str, np.ndarray]:
         """Modifier parameter values of flat θ indices.
 

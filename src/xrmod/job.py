@@ -6,6 +6,7 @@ starts, so a bad config or FITS file ends the run with one message (exit 2).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 from xrmod import __version__
-from xrmod.config import Config, load_config
-from xrmod.errors import ResponseError
+from xrmod.config import Config, InstrumentConfig, load_config
+from xrmod.engines.base import simulate
+from xrmod.errors import ConfigError, ResponseError
 from xrmod.grid import Grid
 from xrmod.modifiers import ModifierFamily, get_family
 from xrmod.responses import (
@@ -31,7 +34,7 @@ from xrmod.responses import (
     read_rmf,
 )
 
-__all__ = ["BandBackground", "Job", "job_from_config", "load_job"]
+__all__ = ["BandBackground", "EngineInputs", "Job", "job_from_config", "load_job"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +54,168 @@ class BandBackground:
 
     counts: np.ndarray
     alpha: np.ndarray
+
+
+def _band_background(bkg: PHA, instrument: InstrumentConfig, band: np.ndarray) -> BandBackground:
+    """The background's counts and scaling in the band channels *band* (a channel mask)."""
+    scale = np.broadcast_to(bkg.exposure * np.multiply(bkg.backscal, bkg.areascal), band.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):  # checked just below
+        alpha = instrument.exposure * instrument.backscal / scale[band]
+    bad = np.flatnonzero(~(np.isfinite(alpha) & (alpha > 0)))
+    if bad.size:
+        channel = int(bkg.channels[np.flatnonzero(band)[bad[0]]])
+        raise ResponseError(
+            f"BACKSCAL x AREASCAL is not > 0 in channel {channel} "
+            f"({bad.size} band channels): the background cannot be scaled",
+            path=str(bkg.path),
+            extension="SPECTRUM",
+        )
+    counts = np.ascontiguousarray(bkg.counts[band], dtype=np.float64)
+    if np.any(counts < 0):
+        raise ResponseError(
+            f"{int(np.sum(counts < 0))} band channels have negative counts: "
+            "a background spectrum must hold counts, not a subtracted rate",
+            path=str(bkg.path),
+            extension="SPECTRUM",
+        )
+    return BandBackground(
+        counts=counts,
+        alpha=np.ascontiguousarray(alpha, dtype=np.float64),
+    )
+
+
+def _band_channels(rmf: RMF, cfg: Config) -> np.ndarray:
+    """The channel mask of ``instrument.band`` (:meth:`RMF.band_channels`), refused if empty."""
+    lo, hi = cfg.instrument.band
+    mask = rmf.band_channels(lo, hi)
+    if not mask.any():
+        raise ConfigError(
+            f"the band {lo:g}-{hi:g} keV selects no channel: the channels of the RMF "
+            f"cover {float(np.min(rmf.e_min)):g}-{float(np.max(rmf.e_max)):g} keV ({rmf.path})",
+            path=cfg.source_path,
+            key="instrument.band",
+        )
+    return mask
+
+
+def _band_response(rmf: RMF, mask: np.ndarray) -> tuple[scipy.sparse.csr_array, np.ndarray]:
+    """:meth:`RMF.band_response` for a channel mask already computed (the same arrays)."""
+    matrix = rmf.matrix[:, mask].tocsr()
+    rows = np.flatnonzero(np.diff(matrix.indptr) > 0)
+    return matrix[rows].T.tocsr(), rows
+
+
+@dataclass(frozen=True, eq=False)
+class EngineInputs:
+    """What every engine takes from a job, derived once per process (:meth:`Job.engine_inputs`).
+
+    The band's channel mask is computed once here, and the band refused here
+    when it selects no channel (or no energy reaches its channels).
+
+    Attributes
+    ----------
+    seed : int
+        ``library.seed``.
+    asimov : bool
+        ``library.noise == "asimov"``: the data are the expected counts.
+    exposure, norm : float
+        ``instrument.exposure`` (s), ``source.norm`` (the simulation's).
+    kt_limits : tuple of float
+        ``fit.kt_limits`` (keV).
+    error_delta : float
+        ``fit.error_delta``: Δstat of the bounds.
+    band : tuple of float
+        ``instrument.band`` (keV).
+    band_mask : numpy.ndarray
+        (n_channel,) bool: the fitted channels (:meth:`RMF.band_channels`).
+    fold_matrix : scipy.sparse.csr_array
+        (band channels × energies that reach them): the RMF restricted to the
+        band, laid out for folding (:meth:`RMF.band_response`).
+    rows : numpy.ndarray
+        Indices of those energy bins.
+    energ_lo, energ_hi : numpy.ndarray
+        Their edges (keV), float64.
+    arf : numpy.ndarray
+        The original ARF (``SPECRESP``, all energies), float64.
+    energies : numpy.ndarray
+        The ARF's bin mid-points (keV): the E of the modifier formulas.
+    temperatures : numpy.ndarray
+        The grid's true temperatures (keV), float64.
+    background : BandBackground or None
+        The background in the band channels.
+    """
+
+    seed: int
+    asimov: bool
+    exposure: float
+    norm: float
+    kt_limits: tuple[float, float]
+    error_delta: float
+    band: tuple[float, float]
+    band_mask: np.ndarray
+    fold_matrix: scipy.sparse.csr_array
+    rows: np.ndarray
+    energ_lo: np.ndarray
+    energ_hi: np.ndarray
+    arf: np.ndarray
+    energies: np.ndarray
+    temperatures: np.ndarray
+    background: BandBackground | None
+
+    @classmethod
+    def from_job(cls, job: Job) -> EngineInputs:
+        """Derive the inputs of *job* (see :meth:`Job.engine_inputs`, which keeps them)."""
+        cfg = job.config
+        rmf = job.rmf
+        mask = _band_channels(rmf, cfg)
+        fold_matrix, rows = _band_response(rmf, mask)
+        if rows.size == 0:
+            lo, hi = cfg.instrument.band
+            raise ConfigError(
+                f"no energy of the RMF reaches the {int(mask.sum())} channels of the band "
+                f"{lo:g}-{hi:g} keV ({rmf.path})",
+                path=cfg.source_path,
+                key="instrument.band",
+            )
+        background = None
+        if job.background is not None:
+            background = _band_background(job.background, cfg.instrument, mask)
+        return cls(
+            seed=int(cfg.library.seed),
+            asimov=cfg.library.noise == "asimov",
+            exposure=float(cfg.instrument.exposure),
+            norm=float(cfg.source.norm),
+            kt_limits=(float(cfg.fit.kt_limits[0]), float(cfg.fit.kt_limits[1])),
+            error_delta=float(cfg.fit.error_delta),
+            band=(float(cfg.instrument.band[0]), float(cfg.instrument.band[1])),
+            band_mask=mask,
+            fold_matrix=fold_matrix,
+            rows=rows,
+            energ_lo=np.asarray(rmf.energ_lo[rows], dtype=np.float64),
+            energ_hi=np.asarray(rmf.energ_hi[rows], dtype=np.float64),
+            arf=np.asarray(job.arf.specresp, dtype=np.float64),
+            energies=0.5 * (job.arf.energ_lo + job.arf.energ_hi),
+            temperatures=np.asarray(job.grid.temperatures, dtype=np.float64),
+            background=background,
+        )
+
+    @property
+    def x_limits(self) -> tuple[float, float]:
+        """``fit.kt_limits`` as x = ln kT."""
+        return math.log(self.kt_limits[0]), math.log(self.kt_limits[1])
+
+    @property
+    def n_band(self) -> int:
+        """Number of band channels."""
+        return int(self.fold_matrix.shape[0])
+
+    def simulate(
+        self, expected: np.ndarray, flat_index: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One point's spectrum from its *expected* counts (:func:`xrmod.engines.base.simulate`)."""
+        return simulate(
+            expected, flat_index, seed=self.seed, asimov=self.asimov, background=self.background
+        )
 
 
 @dataclass(frozen=True)
@@ -87,6 +252,22 @@ class Job:
             ]
         )
 
+    def engine_inputs(self) -> EngineInputs:
+        """What every engine derives from the job, computed once (then kept on the job).
+
+        Raises
+        ------
+        xrmod.errors.ConfigError
+            The band selects no channel of the RMF (key ``instrument.band``).
+        xrmod.errors.ResponseError
+            The background cannot be scaled, or holds negative counts.
+        """
+        inputs = self.__dict__.get("_engine_inputs")
+        if inputs is None:
+            inputs = EngineInputs.from_job(self)
+            object.__setattr__(self, "_engine_inputs", inputs)  # a cache, not a field
+        return inputs
+
     def band_background(self) -> BandBackground | None:
         """The background restricted to the fit band, or None without one.
 
@@ -96,35 +277,7 @@ class Job:
             When a band channel's scaling is not finite and > 0 (a BACKSCAL or
             AREASCAL of 0 in the background file).
         """
-        bkg = self.background
-        if bkg is None:
-            return None
-        inst = self.config.instrument
-        band = self.rmf.band_channels(*inst.band)
-        scale = np.broadcast_to(bkg.exposure * np.multiply(bkg.backscal, bkg.areascal), band.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):  # checked just below
-            alpha = inst.exposure * inst.backscal / scale[band]
-        bad = np.flatnonzero(~(np.isfinite(alpha) & (alpha > 0)))
-        if bad.size:
-            channel = int(bkg.channels[np.flatnonzero(band)[bad[0]]])
-            raise ResponseError(
-                f"BACKSCAL x AREASCAL is not > 0 in channel {channel} "
-                f"({bad.size} band channels): the background cannot be scaled",
-                path=str(bkg.path),
-                extension="SPECTRUM",
-            )
-        counts = np.ascontiguousarray(bkg.counts[band], dtype=np.float64)
-        if np.any(counts < 0):
-            raise ResponseError(
-                f"{int(np.sum(counts < 0))} band channels have negative counts: "
-                "a background spectrum must hold counts, not a subtracted rate",
-                path=str(bkg.path),
-                extension="SPECTRUM",
-            )
-        return BandBackground(
-            counts=counts,
-            alpha=np.ascontiguousarray(alpha, dtype=np.float64),
-        )
+        return self.engine_inputs().background
 
     def provenance(self, n_ranks: int = 1) -> dict[str, Any]:
         """Root attributes of the library describing this run."""
@@ -207,5 +360,5 @@ def job_from_config(
         family=get_family(cfg.modifier.family),
         output=Path(output) if output else Path(cfg.library.output),
     )
-    job.band_background()  # its scaling is checked here, before any work
+    job.engine_inputs()  # the band and the background's scaling are checked here, before any work
     return job

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["JUMP_TOLERANCE", "SEVERITY", "Status", "worst"]
+__all__ = ["JUMP_TOLERANCE", "SEVERITY", "Status"]
 
 #: A best fit whose statistic is within this of C at a jump sits at that jump
 #: (Status rule 4): the resolution of the exact statistic, which XSPEC's float32
@@ -55,8 +55,8 @@ class Status(IntEnum):
 
     kT_fit is stored for BOUND_AT_LIMIT and MODEL_JUMP (it is the global
     minimum); a NaN column is the only unknown. A fit that meets several of
-    these gets the most severe (:data:`SEVERITY`): ERROR < FIT_FAILED <
-    MODEL_JUMP < BOUND_AT_LIMIT < OK.
+    these gets the most severe (:meth:`worst`, :data:`SEVERITY`): ERROR <
+    FIT_FAILED < MODEL_JUMP < BOUND_AT_LIMIT < OK.
 
     The statistic of one smooth piece is taken as unimodal (in practice it
     is: C-stat in ln kT away from jumps). The native engine searches the
@@ -87,6 +87,15 @@ class Status(IntEnum):
         """One line saying what the code means."""
         return _DESCRIPTIONS[self]
 
+    @staticmethod
+    def worst(*codes: Status) -> Status:
+        """The most severe of one fit's outcomes, in the order of :data:`SEVERITY`.
+
+        The one rule every engine applies when a fit meets several cases of
+        the class docstring (e.g. a bound at a limit and a jump).
+        """
+        return min(codes, key=SEVERITY.index)
+
 
 _DESCRIPTIONS = {
     Status.NOT_COMPUTED: "not yet computed",
@@ -100,10 +109,5 @@ _DESCRIPTIONS = {
     Status.ERROR: "unexpected error (see the rank log)",
 }
 
-#: Outcomes of one fit, most severe first: the order in which :func:`worst` picks.
+#: Outcomes of one fit, most severe first: the order in which :meth:`Status.worst` picks.
 SEVERITY = (Status.ERROR, Status.FIT_FAILED, Status.MODEL_JUMP, Status.BOUND_AT_LIMIT, Status.OK)
-
-
-def worst(*codes: Status) -> Status:
-    """The most severe of one fit's outcomes (:data:`SEVERITY`)."""
-    return min(codes, key=SEVERITY.index)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrmod.status import Status
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
-    from xrmod.job import BandBackground, Job
+    from xrmod.job import BandBackground, EngineInputs, Job
 
-__all__ = ["EXTRAS", "Engine", "UnitResult", "simulate"]
+__all__ = ["EXTRAS", "Engine", "PointResult", "UnitResult", "simulate"]
+
+#: What an engine makes for one unit's θ and its points' fits use (:meth:`Engine._modified`).
+State = TypeVar("State")
 
 #: Per-point extras every engine returns beside the results: name -> description.
 EXTRAS = {
@@ -76,6 +81,37 @@ class UnitResult:
             {name: np.full(n, np.nan) for name in EXTRAS},
         )
 
+    def put(self, i: int, point: PointResult) -> None:
+        """Store *point* as the unit's point *i* (flat index ``start + i``)."""
+        self.status[i], self.status_modified[i] = point.status, point.status_modified
+        if point.results is not None:
+            self.results[i] = point.results
+        if point.results_modified is not None:
+            self.results_modified[i] = point.results_modified
+        for name, value in point.extras.items():
+            self.extras[name][i] = value
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """The outcome of one point: each fit's status, its values and the extras.
+
+    ``results`` and ``results_modified`` are [kT_lo, kT_fit, kT_hi] of the T1
+    and T1′ fits; what is not given stays NaN (a failed point, or a fit that
+    found no values).
+    """
+
+    status: Status
+    status_modified: Status
+    results: ArrayLike | None = None
+    results_modified: ArrayLike | None = None
+    extras: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, status: Status, **extras: float) -> PointResult:
+        """A point that failed as a whole (both fits *status*), with the *extras* it has."""
+        return cls(status, status, extras=extras)
+
 
 def simulate(
     expected: np.ndarray,
@@ -106,25 +142,74 @@ def simulate(
     return counts, rng.poisson(bkg_mean).astype(np.float64)
 
 
-class Engine(ABC):
+class Engine(ABC, Generic[State]):
     """Simulate and fit the points of work units.
 
     An engine is prepared once per process (responses loaded, tables built),
     then runs any number of work units in any order. The result of a point
     depends only on the job and the point's flat index, never on which
     process ran it or in what order.
+
+    :meth:`run_unit` is the same for every engine: θ's modified ARF
+    (:meth:`_modified`: its status and what the fits need, the *state*), then
+    each point (:meth:`_fit_point`), then :meth:`_release` of the state. A θ
+    whose ARF fails (or whose set-up raises: ERROR, logged) fails every point
+    of the unit with that status; a point that raises is ERROR, logged, and
+    the unit goes on. An engine implements the three hooks, or
+    :meth:`run_unit` itself.
     """
 
     #: Name used in ``library.engine``.
     name: ClassVar[str]
+    #: The log message of a point that raised (``%d``: its flat index).
+    point_failure: ClassVar[str] = "point %d failed"
+
+    #: The job's inputs (:meth:`xrmod.job.Job.engine_inputs`), set by :meth:`_bind`.
+    inputs: EngineInputs
 
     @abstractmethod
     def prepare(self, job: Job) -> None:
         """Do the once-per-process work for *job*."""
 
-    @abstractmethod
+    def _bind(self, job: Job) -> EngineInputs:
+        """Keep *job* and its engine inputs: the first step of every :meth:`prepare`."""
+        self._job = job
+        self.inputs = job.engine_inputs()
+        return self.inputs
+
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Compute every point of *unit*; failures become status codes, not exceptions."""
+        log = logging.getLogger(type(self).__module__)
+        try:
+            status, state = self._modified(unit)
+        except Exception:
+            log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
+            status, state = Status.ERROR, None
+        if status != Status.OK:
+            return UnitResult.failed(unit.start, unit.stop, status)
+        result = UnitResult.failed(unit.start, unit.stop)
+        try:
+            for i, flat in enumerate(range(unit.start, unit.stop)):
+                try:
+                    point = self._fit_point(state, flat)
+                except Exception:
+                    log.exception(self.point_failure, flat)
+                    point = PointResult.failed(Status.ERROR)
+                result.put(i, point)
+        finally:
+            self._release(state)
+        return result
+
+    def _modified(self, unit: WorkUnit) -> tuple[Status, State | None]:
+        """The status of θ's modified ARF and what the fits of its points need (None unless OK)."""
+        raise NotImplementedError(f"{type(self).__name__} implements run_unit itself")
+
+    def _fit_point(self, state: State, flat: int) -> PointResult:
+        """Simulate and fit point *flat* (of the unit *state* was made for)."""
+        raise NotImplementedError(f"{type(self).__name__} implements run_unit itself")
+
+    def _release(self, state: State) -> None:
+        """Release what :meth:`_modified` made for a unit, once its points are done."""
 
     def provenance(self) -> dict[str, str]:
         """What computed the fits, for the library's root attributes (after :meth:`prepare`).
@@ -135,5 +220,5 @@ class Engine(ABC):
         """
         return {}
 
-    def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
+    def close(self) -> None:
         """Release what :meth:`prepare` acquired (scratch files); the driver calls it last."""

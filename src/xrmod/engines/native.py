@@ -16,20 +16,25 @@ the expected counts in band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT);
 F = Σ_c f_c.
 
 * **Response.** The RMF restricted to the band channels (``RMF.band_channels``)
-  and to the energies that reach them, as CSR (channels × energies), built
-  exactly as the reference builds it.
+  and to the energies that reach them, as CSR (channels × energies): the
+  reference's too (:attr:`xrmod.job.EngineInputs.fold_matrix`).
 * **Original ARF, once per process.** XSPEC's model function gives the
-  spectra at knots in x covering ``fit.kt_limits`` (spacing ``spacing``),
+  spectra at knots in x covering the fit range (spacing ``spacing``):
+  ``fit.kt_limits``, its lower end raised to the lowest kT at which the model
+  has counts in the band (:mod:`xrmod.engines.source`; a hard band's counts
+  vanish at the lowest temperatures: the fits cannot enter there),
   with a knot on each side of every kT where the model is not smooth
   (:data:`KT_BREAKS`: the Gaunt factor's table switches, kinks and jumps).
   ONE sparse × dense product folds them all with the original ARF. The table
   holds ln f_c and its x-derivative (5-point differences within each smooth
   piece) at every knot: a cubic Hermite interpolant in *log* space, so every
   channel, however few counts it expects, has the same relative accuracy and
-  is never negative. (A low-rank basis of the spectra cannot do that: its
-  reconstruction error is relative to the peak, so the exponential tails of
-  cool spectra come out negative or far off, and fits at 0.5 keV missed by
-  up to 2σ with 10 basis vectors.)
+  is never negative; a channel that expects none at a knot (float32
+  underflow at the low-kT end of a band's high channels) is floored at
+  10⁻³⁰⁰, where C is enormous (the reference's is +∞). (A low-rank basis of
+  the spectra cannot do that: its reconstruction error is relative to the
+  peak, so the exponential tails of cool spectra come out negative or far
+  off, and fits at 0.5 keV missed by up to 2σ with 10 basis vectors.)
 * **Modified ARF, once per θ.** ONE product folds, with A′, the exact spectra
   at the grid's temperatures, one knot below and above them, and at the
   model's breaks near them (:func:`correction_nodes`). ln(f′_c / f_c) is smooth
@@ -65,23 +70,24 @@ channels), the per-θ arrays (correction knots × channels).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from xrmod.engines.base import EXTRAS, Engine, UnitResult, simulate
+from xrmod.engines.base import Engine, PointResult
+from xrmod.engines.source import BandSource
 from xrmod.models import KT_BREAKS, KT_JUMPS, KT_SIDE_EPS
 from xrmod.status import Status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from xrmod import _fit
     from xrmod.grid import WorkUnit
     from xrmod.job import Job
 
@@ -467,7 +473,14 @@ def correction_table(
     return LogTable(nodes.x, values, slopes, scalar, scalar_slopes)
 
 
-class NativeEngine(Engine):
+class _Theta(NamedTuple):
+    """What the fits of one θ's points use: the T1′ fit tables, the exact folds at the knots."""
+
+    tables: _fit.Tables
+    folded: np.ndarray
+
+
+class NativeEngine(Engine[_Theta]):
     """Native engine (see the module docstring).
 
     Parameters
@@ -504,12 +517,9 @@ class NativeEngine(Engine):
 
     def prepare(self, job: Job) -> None:
         """Restrict the response, tabulate the source with the original ARF."""
-        from xrmod.models import load_model
-
         start = time.perf_counter()
-        cfg = job.config
-        rmf = job.rmf
-        fold_matrix, rows = rmf.band_response(*cfg.instrument.band)  # as the reference
+        inputs = self._bind(job)
+        fold_matrix = inputs.fold_matrix  # as the reference
         self._indptr = np.ascontiguousarray(fold_matrix.indptr, dtype=np.int32)
         self._indices = np.ascontiguousarray(fold_matrix.indices, dtype=np.int32)
         self._data = np.ascontiguousarray(fold_matrix.data, dtype=np.float64)
@@ -517,40 +527,16 @@ class NativeEngine(Engine):
             0 <= self._indices.min() and self._indices.max() < fold_matrix.shape[1]
         ):  # the fold kernel trusts them
             raise ValueError("band-restricted RMF has column indices out of range")
-        self._n_channel = fold_matrix.shape[0]
-        self._rows = rows
-        energ_lo = np.asarray(rmf.energ_lo[rows], dtype=np.float64)
-        energ_hi = np.asarray(rmf.energ_hi[rows], dtype=np.float64)
-        self._arf = np.asarray(job.arf.specresp, dtype=np.float64)
-        self._energies = 0.5 * (job.arf.energ_lo + job.arf.energ_hi)
-        self._exposure = cfg.instrument.exposure
-        self._norm = cfg.source.norm
-        self._seed = cfg.library.seed
-        self._asimov = cfg.library.noise == "asimov"
-        self._x_limits = (math.log(cfg.fit.kt_limits[0]), math.log(cfg.fit.kt_limits[1]))
-        self._delta = cfg.fit.error_delta
-        self._job = job
-        self._background = job.band_background()
-        if self._background is not None and self._background.counts.size != self._n_channel:
-            raise ValueError("background and response disagree on the band channels")
-        self._simulate = functools.partial(
-            simulate, seed=self._seed, asimov=self._asimov, background=self._background
-        )
+        self._n_channel = inputs.n_band
+        source = BandSource.from_job(job)
+        model = source.model
+        self._x_limits = source.fit_limits(inputs, source_path=job.config.source_path)
 
-        src = cfg.source
-        model = load_model(
-            src.model, abundance_table=src.abundance_table, cross_sections=src.cross_sections
-        )
-        kwargs = {"nH": src.nH, "redshift": src.redshift, "abundance": src.abundance, "norm": 1.0}
-
-        def spectra(kts: np.ndarray) -> np.ndarray:
-            return model.photon_flux_table(energ_lo, energ_hi, kts, **kwargs)
-
-        arf_rows = self._arf[rows]
-        temps = np.asarray(job.grid.temperatures, dtype=np.float64)
+        arf_rows = inputs.arf[inputs.rows]
+        temps = inputs.temperatures
         self._x_true = np.log(temps)
         self._base = base_table(
-            spectra,
+            source.spectra,
             lambda s: self._fold(arf_rows, s),
             self._x_limits,
             breaks=model.kt_breaks,
@@ -568,7 +554,7 @@ class NativeEngine(Engine):
             window=self.window,
         )
         self._nodes = nodes
-        self._node_flux = spectra(nodes.kt)  # (k, n_energy)
+        self._node_flux = source.spectra(nodes.kt)  # (k, n_energy)
         self._t_node = np.array(
             [int(np.flatnonzero(nodes.temperature == t)[0]) for t in range(temps.size)]
         )
@@ -580,7 +566,7 @@ class NativeEngine(Engine):
         self._arf_rows = arf_rows
         self._folded_original = self._fold(arf_rows, self._node_flux)
         self._original = self._tables(self._folded_original)
-        self._cache: tuple[int, object, np.ndarray] | None = None  # the last θ's tables
+        self._cache: tuple[int, _Theta] | None = None  # the last θ's tables
         self._out = np.empty(5)
         self.timers = dict.fromkeys(
             ("prepare", "arf", "fold", "correction", "simulate", "fit"), 0.0
@@ -590,7 +576,7 @@ class NativeEngine(Engine):
             "native engine: %d band channels, %d energies, %d table knots, %d exact folds "
             "per θ, prepared in %.3f s",
             self._n_channel,
-            rows.size,
+            inputs.rows.size,
             self._base.knots.size,
             nodes.kt.size,
             self.timers["prepare"],
@@ -615,34 +601,35 @@ class NativeEngine(Engine):
         np.multiply(arf_rows[:, None], flux.T, out=columns[:, :n])
         folded = np.empty((self._n_channel, columns.shape[1]))
         _fit.fold(self._indptr, self._indices, self._data, columns, folded)
-        return np.ascontiguousarray(self._exposure * folded[:, :n].T)
+        return np.ascontiguousarray(self.inputs.exposure * folded[:, :n].T)
 
-    def _modified(self, unit: WorkUnit) -> tuple[Status, object, np.ndarray | None]:
-        """Status of θ's ARF, its fit tables and exact folds at the nodes (cached per θ)."""
+    def _modified(self, unit: WorkUnit) -> tuple[Status, _Theta | None]:
+        """Status of θ's ARF, and its fit tables and exact folds at the nodes (cached per θ)."""
         if self._cache is not None and self._cache[0] == unit.theta:
-            return Status.OK, self._cache[1], self._cache[2]
+            return Status.OK, self._cache[1]
         timers = self.timers
+        inputs = self.inputs
         t0 = time.perf_counter()
         params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
-        modified = self._job.family.apply(self._energies, self._arf, params)
+        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
         arf_status = Status(int(modified.status[0]))
         t1 = time.perf_counter()
         timers["arf"] += t1 - t0
         if arf_status != Status.OK:
-            return arf_status, None, None
-        arf_rows = modified.values[0, self._rows]
+            return arf_status, None
+        arf_rows = modified.values[0, inputs.rows]
         if np.array_equal(arf_rows, self._arf_rows):
-            self._cache = (unit.theta, self._original, self._folded_original)
-            return Status.OK, self._original, self._folded_original
-        folded = self._fold(arf_rows, self._node_flux)
-        t2 = time.perf_counter()
-        timers["fold"] += t2 - t1
-        tables = self._tables(folded)
-        timers["correction"] += time.perf_counter() - t2
-        self._cache = (unit.theta, tables, folded)
-        return Status.OK, tables, folded
+            theta = _Theta(self._original, self._folded_original)
+        else:
+            folded = self._fold(arf_rows, self._node_flux)
+            t2 = time.perf_counter()
+            timers["fold"] += t2 - t1
+            theta = _Theta(self._tables(folded), folded)
+            timers["correction"] += time.perf_counter() - t2
+        self._cache = (unit.theta, theta)
+        return Status.OK, theta
 
-    def _tables(self, folded: np.ndarray):
+    def _tables(self, folded: np.ndarray) -> _fit.Tables:
         """Fit tables for one ARF from its exact folds at the correction knots."""
         from xrmod import _fit
 
@@ -657,58 +644,37 @@ class NativeEngine(Engine):
     # ------------------------------------------------------------------ run
 
     def _fit(
-        self, tables, counts: np.ndarray, bkg: np.ndarray | None, t: int
+        self, tables: _fit.Tables, counts: np.ndarray, bkg: np.ndarray | None, t: int
     ) -> tuple[np.ndarray, Status]:
         x_lo, x_hi = self._x_limits
-        alpha = None if bkg is None else self._background.alpha
+        background = self.inputs.background
+        alpha = None if bkg is None or background is None else background.alpha
         code = tables.fit(
-            counts, float(self._x_true[t]), x_lo, x_hi, self._delta, self._out, bkg, alpha
+            counts,
+            float(self._x_true[t]),
+            x_lo,
+            x_hi,
+            self.inputs.error_delta,
+            self._out,
+            bkg,
+            alpha,
         )
         return self._out.copy(), Status(code)
 
-    def run_unit(self, unit: WorkUnit) -> UnitResult:
-        """Modify the ARF for the unit's θ, fold once, then simulate and fit each point."""
+    def _fit_point(self, state: _Theta, flat: int) -> PointResult:
+        """Simulate point *flat* from θ's exact fold, then fit it with both tables."""
         timers = self.timers
-        n = unit.stop - unit.start
-        results = np.full((n, 3), np.nan)
-        results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
-        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
-        extras = {name: np.full(n, np.nan) for name in EXTRAS}
-
-        try:
-            arf_status, tables, folded = self._modified(unit)
-        except Exception:
-            log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
-            arf_status = Status.ERROR
-        if arf_status != Status.OK:
-            status[:] = status_mod[:] = arf_status
-            return UnitResult(
-                unit.start, unit.stop, results, results_mod, status, status_mod, extras
-            )
-        nt = self._x_true.size
-        for i, flat in enumerate(range(unit.start, unit.stop)):
-            t = flat % nt
-            try:
-                t1 = time.perf_counter()
-                counts, bkg = self._simulate(self._norm * folded[self._t_node[t]], flat)
-                total = counts.sum()
-                extras["counts"][i] = total
-                t2 = time.perf_counter()
-                timers["simulate"] += t2 - t1
-                if total <= 0:
-                    status[i] = status_mod[i] = Status.NO_COUNTS
-                    continue
-                (lo0, kt0, hi0, n0, c0), s0 = self._fit(self._original, counts, bkg, t)
-                (lo1, kt1, hi1, n1, c1), s1 = self._fit(tables, counts, bkg, t)
-                timers["fit"] += time.perf_counter() - t2
-            except Exception:
-                log.exception("point %d failed", flat)
-                status[i] = status_mod[i] = Status.ERROR
-                continue
-            results[i] = lo0, kt0, hi0
-            results_mod[i] = lo1, kt1, hi1
-            extras["norm"][i], extras["norm_modified"][i] = n0, n1
-            extras["cstat"][i], extras["cstat_modified"][i] = c0, c1
-            status[i], status_mod[i] = s0, s1
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)
+        inputs = self.inputs
+        t = self._job.grid.point_temperature(flat)
+        t1 = time.perf_counter()
+        counts, bkg = inputs.simulate(inputs.norm * state.folded[self._t_node[t]], flat)
+        total = counts.sum()
+        t2 = time.perf_counter()
+        timers["simulate"] += t2 - t1
+        if total <= 0:
+            return PointResult.failed(Status.NO_COUNTS, counts=total)
+        (lo0, kt0, hi0, n0, c0), s0 = self._fit(self._original, counts, bkg, t)
+        (lo1, kt1, hi1, n1, c1), s1 = self._fit(state.tables, counts, bkg, t)
+        timers["fit"] += time.perf_counter() - t2
+        extras = {"norm": n0, "norm_modified": n1, "cstat": c0, "cstat_modified": c1}
+        return PointResult(s0, s1, (lo0, kt0, hi0), (lo1, kt1, hi1), {**extras, "counts": total})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from xrmod.status import JUMP_TOLERANCE, Status, worst
+from xrmod.status import JUMP_TOLERANCE, Status
 
 __all__ = ["PieceFit", "fit_pieces", "smooth_pieces"]
 
@@ -158,4 +158,4 @@ def fit_pieces(
         opens.append(False)
         root = optimize.brentq(lambda x: stat(x) - target, end, x_k, xtol=XTOL_CROSSING)
         bounds.append(float(root))
-    return PieceFit(x_min, c_min, bounds[0], bounds[1], worst(*codes), opens[0], opens[1])
+    return PieceFit(x_min, c_min, bounds[0], bounds[1], Status.worst(*codes), opens[0], opens[1])

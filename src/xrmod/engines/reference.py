@@ -24,22 +24,25 @@ profiled by a bounded scalar minimisation.
 This is the reference implementation (NumPy/SciPy, a direct model evaluation
 and one sparse fold per statistic evaluation, ≈ 0.5 s per grid point). The
 compiled fast path (:class:`xrmod.engines.native.NativeEngine`) must reproduce
-it; tests and benchmarks import this class directly (it is not selectable in a
-configuration).
+it. It is registered for checks only (:data:`xrmod.engines.ENGINES`): ``xrmod
+check-engines`` and the tests run it, a configuration cannot name it. The fits
+search ``fit.kt_limits`` from the lowest kT at which the band has counts
+(:mod:`xrmod.engines.source`), as the native engine's.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import optimize
 
-from xrmod.engines.base import EXTRAS, Engine, UnitResult, simulate
+from xrmod.engines.base import Engine, PointResult
 from xrmod.engines.pieces import fit_pieces, smooth_pieces
-from xrmod.status import Status, worst
+from xrmod.engines.source import BandSource
+from xrmod.status import Status
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
@@ -133,7 +136,7 @@ class _Fitter:
 
     def __init__(
         self,
-        fold,
+        fold: Callable[[np.ndarray, float], np.ndarray],
         arf: np.ndarray,
         log_limits: tuple[float, float],
         delta: float,
@@ -141,7 +144,8 @@ class _Fitter:
         jumps: tuple[float, ...] = (),
     ):
         self._fold = fold
-        self._arf = arf
+        #: The ARF on the band's energies.
+        self.arf = arf
         self._delta = delta
         self._alpha = alpha
         #: (a, b) of each smooth piece in ln kT.
@@ -150,7 +154,7 @@ class _Fitter:
     def statistic(
         self, counts: np.ndarray, log_kt: float, background: np.ndarray | None = None
     ) -> tuple[float, float]:
-        folded = self._fold(self._arf, np.exp(log_kt))
+        folded = self._fold(self.arf, np.exp(log_kt))
         if background is None:
             return profiled_cstat(counts, folded)
         return profiled_wstat(counts, background, self._alpha, folded)
@@ -167,53 +171,24 @@ class _Fitter:
         norm = self.statistic(counts, fit.x_min, background)[1]
         status = fit.status
         if fit.open_low or fit.open_high:
-            status = worst(status, Status.BOUND_AT_LIMIT)
+            status = Status.worst(status, Status.BOUND_AT_LIMIT)
         return fit.kt(), norm, fit.c_min, status
 
 
-class ReferenceEngine(Engine):
+class ReferenceEngine(Engine[_Fitter]):
     """Reference engine (see the module docstring)."""
 
     name = "reference"
 
     def prepare(self, job: Job) -> None:
         """Restrict the RMF to the band, load the source model, keep the ARF."""
-        from xrmod.models import load_model
-
-        cfg = job.config
-        rmf = job.rmf
-        self._fold_matrix, rows = rmf.band_response(*cfg.instrument.band)
-        self._energ_lo = np.asarray(rmf.energ_lo[rows], dtype=np.float64)
-        self._energ_hi = np.asarray(rmf.energ_hi[rows], dtype=np.float64)
-        self._rows = rows
-        self._arf = np.asarray(job.arf.specresp, dtype=np.float64)
-        self._energies = 0.5 * (job.arf.energ_lo + job.arf.energ_hi)
-        self._exposure = cfg.instrument.exposure
-        src = cfg.source
-        self._model = load_model(
-            src.model, abundance_table=src.abundance_table, cross_sections=src.cross_sections
-        )
-        self._model_kwargs = {
-            "nH": src.nH,
-            "redshift": src.redshift,
-            "abundance": src.abundance,
-            "norm": 1.0,
-        }
-        self._norm = src.norm
-        self._seed = cfg.library.seed
-        self._asimov = cfg.library.noise == "asimov"
-        self._log_limits = tuple(float(np.log(v)) for v in cfg.fit.kt_limits)
-        self._delta = cfg.fit.error_delta
-        self._job = job
-        self._background = job.band_background()
-        self._simulate = functools.partial(
-            simulate, seed=self._seed, asimov=self._asimov, background=self._background
-        )
-        self._alpha = None if self._background is None else self._background.alpha
-        self._jumps = self._model.kt_jumps
-        self._original = _Fitter(
-            self.fold, self._arf[rows], self._log_limits, self._delta, self._alpha, self._jumps
-        )
+        inputs = self._bind(job)
+        self._fold_matrix = inputs.fold_matrix
+        self._source = BandSource.from_job(job)
+        self._log_limits = self._source.fit_limits(inputs, source_path=job.config.source_path)
+        self._alpha = None if inputs.background is None else inputs.background.alpha
+        self._jumps = self._source.model.kt_jumps
+        self._original = self._fitter(inputs.arf[inputs.rows])
         log.debug("reference engine: %d band channels, %d energies", *self._fold_matrix.shape)
 
     def provenance(self) -> dict[str, str]:
@@ -224,49 +199,35 @@ class ReferenceEngine(Engine):
 
     def fold(self, arf: np.ndarray, kt: float) -> np.ndarray:
         """Expected counts per band channel for norm 1: exposure · Rᵀ (A ⊙ S_kT)."""
-        flux = self._model.photon_flux(self._energ_lo, self._energ_hi, kt, **self._model_kwargs)
-        return self._exposure * (self._fold_matrix @ (arf * flux))
+        flux = self._source.flux(kt)
+        return self.inputs.exposure * (self._fold_matrix @ (arf * flux))
 
-    def run_unit(self, unit: WorkUnit) -> UnitResult:
-        """Modify the ARF for the unit's θ, then simulate and fit each of its points."""
-        grid = self._job.grid
-        n = unit.stop - unit.start
-        results = np.full((n, 3), np.nan)
-        results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
-        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
-        extras = {name: np.full(n, np.nan) for name in EXTRAS}
-
-        params = {k: v for k, v in grid.theta_parameters(np.array([unit.theta])).items()}
-        modified = self._job.family.apply(self._energies, self._arf, params)
-        arf_status = Status(int(modified.status[0]))
-        if arf_status != Status.OK:
-            status[:] = status_mod[:] = arf_status
-            return UnitResult(
-                unit.start, unit.stop, results, results_mod, status, status_mod, extras
-            )
-        arf_mod = modified.values[0, self._rows]
-        fitter_mod = _Fitter(
-            self.fold, arf_mod, self._log_limits, self._delta, self._alpha, self._jumps
+    def _fitter(self, arf_rows: np.ndarray) -> _Fitter:
+        """The fits with the ARF *arf_rows* (on the band's energies)."""
+        inputs = self.inputs
+        return _Fitter(
+            self.fold, arf_rows, self._log_limits, inputs.error_delta, self._alpha, self._jumps
         )
 
-        temps = grid.temperatures
-        for i, flat in enumerate(range(unit.start, unit.stop)):
-            kt_true = float(temps[flat % len(temps)])
-            try:
-                counts, bkg = self._simulate(self._norm * self.fold(arf_mod, kt_true), flat)
-                extras["counts"][i] = counts.sum()
-                if counts.sum() <= 0:
-                    status[i] = status_mod[i] = Status.NO_COUNTS
-                    continue
-                r0, n0, c0, s0 = self._original.fit(counts, bkg)
-                r1, n1, c1, s1 = fitter_mod.fit(counts, bkg)
-            except Exception:
-                log.exception("point %d failed", flat)
-                status[i] = status_mod[i] = Status.ERROR
-                continue
-            results[i], results_mod[i] = r0, r1
-            extras["norm"][i], extras["norm_modified"][i] = n0, n1
-            extras["cstat"][i], extras["cstat_modified"][i] = c0, c1
-            status[i], status_mod[i] = s0, s1
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)
+    def _modified(self, unit: WorkUnit) -> tuple[Status, _Fitter | None]:
+        """Status of θ's modified ARF, and the fits with it."""
+        inputs = self.inputs
+        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
+        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
+        arf_status = Status(int(modified.status[0]))
+        if arf_status != Status.OK:
+            return arf_status, None
+        return Status.OK, self._fitter(modified.values[0, inputs.rows])
+
+    def _fit_point(self, state: _Fitter, flat: int) -> PointResult:
+        """Simulate point *flat* with θ's ARF, then fit it with the original and with θ's."""
+        inputs = self.inputs
+        kt_true = float(inputs.temperatures[self._job.grid.point_temperature(flat)])
+        counts, bkg = inputs.simulate(inputs.norm * self.fold(state.arf, kt_true), flat)
+        total = counts.sum()
+        if total <= 0:
+            return PointResult.failed(Status.NO_COUNTS, counts=total)
+        r0, n0, c0, s0 = self._original.fit(counts, bkg)
+        r1, n1, c1, s1 = state.fit(counts, bkg)
+        extras = {"norm": n0, "norm_modified": n1, "cstat": c0, "cstat_modified": c1}
+        return PointResult(s0, s1, r0, r1, {**extras, "counts": total})

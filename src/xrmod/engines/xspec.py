@@ -105,12 +105,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xrmod.engines.base import EXTRAS, Engine, UnitResult
+from xrmod.engines.base import Engine, PointResult, UnitResult
 from xrmod.engines.pieces import fit_pieces, smooth_pieces
 from xrmod.errors import ConfigError, EngineError, XrmodError
 from xrmod.models import KT_JUMPS, silence_c_output
 from xrmod.responses import write_pha
-from xrmod.status import Status, worst
+from xrmod.status import Status
 
 if TYPE_CHECKING:
     from xrmod.grid import WorkUnit
@@ -124,6 +124,7 @@ __all__ = [
     "XspecEngine",
     "band_ignore_ranges",
     "channel_ranges",
+    "ignore_ranges",
     "interpret_error",
     "point_seed",
 ]
@@ -215,15 +216,22 @@ def channel_ranges(positions: np.ndarray) -> str:
     return " ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts, stops, strict=True))
 
 
+def ignore_ranges(mask: np.ndarray) -> str:
+    """The channels to ``ignore`` so that XSPEC fits those of the channel *mask*.
+
+    XSPEC numbers a spectrum's channels from 1 in file order, whatever the
+    first channel number (``TLMIN``), so channel column j is XSPEC channel j + 1.
+    """
+    return channel_ranges(np.flatnonzero(~np.asarray(mask, dtype=bool)) + 1)
+
+
 def band_ignore_ranges(rmf: RMF, band: tuple[float, float]) -> tuple[str, int]:
     """The channels to ``ignore`` so that XSPEC fits the band, and how many remain.
 
-    XSPEC numbers a spectrum's channels from 1 in file order, whatever the
-    first channel number (``TLMIN``), so channel column j is XSPEC channel
-    j + 1; the channels kept are those of :meth:`RMF.band_channels`.
+    The channels kept are those of :meth:`RMF.band_channels` (:func:`ignore_ranges`).
     """
     mask = rmf.band_channels(*band)
-    return channel_ranges(np.flatnonzero(~mask) + 1), int(mask.sum())
+    return ignore_ranges(mask), int(mask.sum())
 
 
 def interpret_error(
@@ -388,34 +396,19 @@ class XspecEngine(Engine):
         cfg = job.config
         src = cfg.source
         self._xspec = xspec
-        self._job = job
+        inputs = self._bind(job)
         absorber, emission = parse_expression(src.model)
         self._expression = f"{absorber}*{emission}"
         names = [*_COMPONENT_PARAMETERS[absorber], *_COMPONENT_PARAMETERS[emission], "norm"]
         self._index = {name: i + 1 for i, name in enumerate(names)}  # XSPEC counts from 1
-        if "Redshift" not in self._index and src.redshift != 0.0:
-            raise ConfigError(
-                f"{emission} has no redshift (got {src.redshift:g}); use z{emission} "
-                "or set redshift = 0",
-                path=cfg.source_path,
-                key="source.redshift",
-            )
+        # a redshift on a model without one is refused by the config (xrmod.config)
         self._frozen = {"nH": src.nH, "Redshift": src.redshift, "Abundanc": src.abundance}
         self._jumps = KT_JUMPS.get(emission, ())
-        self._temps = np.asarray(job.grid.temperatures, dtype=np.float64)
-        self._kt_limits = tuple(float(v) for v in cfg.fit.kt_limits)
-        self._norm = float(src.norm)
-        self._exposure = float(cfg.instrument.exposure)
-        self._seed = int(cfg.library.seed)
-        self._asimov = cfg.library.noise == "asimov"
-        delta = self._delta = float(cfg.fit.error_delta)
         self.error_command = (
             f"stopat {ERROR_TRIALS} {ERROR_TOLERANCE:g} maximum {ERROR_MAX_REDUCED:g} "
-            f"{delta!r} {self._index['kT']}"
+            f"{inputs.error_delta!r} {self._index['kT']}"
         )
-        self._ignore, self._n_band = band_ignore_ranges(job.rmf, cfg.instrument.band)
-        self._energies = np.asarray(job.arf.energies, dtype=np.float64)
-        self._arf = np.asarray(job.arf.specresp, dtype=np.float64)
+        self._ignore = ignore_ranges(inputs.band_mask)
 
         scratch = Path(tempfile.mkdtemp(prefix=f"xrmod-xspec-{os.getpid()}-"))
         self._scratch = scratch
@@ -446,12 +439,12 @@ class XspecEngine(Engine):
                 telescope=rmf.telescope,
                 instrument=rmf.instrument,
             )
-        self._background = str(job.background.path) if job.background is not None else ""
+        self._background_file = str(job.background.path) if job.background is not None else ""
         self._template = str(scratch / "template.pha")
         _write_template(
             Path(self._template),
             rmf,
-            exposure=self._exposure,
+            exposure=inputs.exposure,
             backscal=float(cfg.instrument.backscal),
         )
         self._fake_name = str(scratch / "fake.pha")
@@ -459,7 +452,7 @@ class XspecEngine(Engine):
         log.debug(
             "xspec engine: %s, %d band channels, scratch %s",
             self._expression,
-            self._n_band,
+            inputs.n_band,
             scratch,
         )
 
@@ -492,15 +485,15 @@ class XspecEngine(Engine):
             spectrum.response = self._rmf  # the one read of the RMF
             spectrum.response.arf = self._original_arf
             self._loaded_arf = self._original_arf
-            if self._background:
-                spectrum.background = self._background
+            if self._background_file:
+                spectrum.background = self._background_file
             self._model = xs.Model(self._expression)
             for name, value in self._frozen.items():
                 if name in self._index:
                     par = self._model(self._index[name])
                     par.values = float(value)
                     par.frozen = True
-            self._set_start(float(self._temps[0]))
+            self._set_start(float(self.inputs.temperatures[0]))
             self._notice(spectrum)
             noticed = len(spectrum.noticed)
             flux = np.asarray(self._model.values(1), dtype=np.float64)
@@ -508,14 +501,14 @@ class XspecEngine(Engine):
             raise
         except Exception as e:
             raise EngineError(f"XSPEC could not set up the job: {e}") from e
-        if noticed != self._n_band:
+        if noticed != self.inputs.n_band:
             raise EngineError(
-                f"XSPEC notices {noticed} channels in the band, xrmod selects {self._n_band}"
+                f"XSPEC notices {noticed} channels in the band, xrmod selects {self.inputs.n_band}"
             )
         if not (np.isfinite(flux).all() and flux.any()):
             raise ConfigError(
                 f"{self._expression} evaluates to zeros or non-finite values in XSPEC "
-                f"(kT = {self._temps[0]:g} keV); apec needs HEASoft's atomic data",
+                f"(kT = {self.inputs.temperatures[0]:g} keV); apec needs HEASoft's atomic data",
                 path=self._job.config.source_path,
                 key="source.model",
             )
@@ -558,10 +551,10 @@ class XspecEngine(Engine):
 
     def _set_start(self, kt: float) -> None:
         """Put kT and norm at the simulated truth (every fit's start), kT's limits as configured."""
-        lo, hi = self._kt_limits
+        lo, hi = self.inputs.kt_limits
         self._model(self._index["kT"]).values = [kt, _STEP * kt, lo, lo, hi, hi]
         n_lo, n_hi = _NORM_LIMITS
-        norm = self._norm
+        norm = self.inputs.norm
         self._model(self._index["norm"]).values = [norm, _STEP * norm, n_lo, n_lo, n_hi, n_hi]
 
     def _notice(self, spectrum: Any) -> None:
@@ -591,7 +584,7 @@ class XspecEngine(Engine):
             statistic = float(xs.Fit.statistic)
             if not str(error[2]).strip().upper().startswith("T"):
                 break
-        values, status = interpret_error(best, error, self._kt_limits)
+        values, status = interpret_error(best, error, self.inputs.kt_limits)
         if self._check_across_jumps(best, values, status):
             return self._profile_fit(values if status != Status.FIT_FAILED else [best] * 3)
         return values, fitted_norm, statistic, status
@@ -626,7 +619,7 @@ class XspecEngine(Engine):
         around *around* (XSPEC's best fit and bounds), the window doubled while
         the confidence region reaches one of its edges short of a kT limit.
         """
-        x_lo, x_hi = (math.log(v) for v in self._kt_limits)
+        x_lo, x_hi = self.inputs.x_limits
         known = [math.log(v) for v in around if math.isfinite(v)]
         width = math.log(PROFILE_WINDOW)
         kt = self._model(self._index["kT"])
@@ -637,7 +630,7 @@ class XspecEngine(Engine):
                 fit = fit_pieces(
                     self._profile_stat,
                     smooth_pieces(window, self._jumps),
-                    self._delta,
+                    self.inputs.error_delta,
                     jump_tolerance=PROFILE_RESOLUTION,
                 )
                 wider = (fit.open_low and window[0] > x_lo) or (fit.open_high and window[1] < x_hi)
@@ -652,18 +645,30 @@ class XspecEngine(Engine):
             kt.frozen = False
         status = fit.status
         if fit.open_low or fit.open_high:
-            status = worst(status, Status.BOUND_AT_LIMIT)
+            status = Status.worst(status, Status.BOUND_AT_LIMIT)
         log.debug("xspec: profile fit around %s: %s, %s", around, fit.kt(), status.name)
         return fit.kt(), norm, statistic, status
 
     # ------------------------------------------------------------------ run
 
-    def _modified_arf(self, unit: WorkUnit) -> tuple[Status, str | None]:
-        """Status of θ's modified ARF and the file it was written to (None unless OK)."""
+    def run_unit(self, unit: WorkUnit) -> UnitResult:
+        """Write θ's modified ARF, then simulate and fit each point of the unit."""
+        if self._finalizer is None:
+            raise EngineError("the xspec engine is not prepared (call prepare first)")
+        return super().run_unit(unit)
+
+    def _modified(self, unit: WorkUnit) -> tuple[Status, str | None]:
+        """Status of θ's modified ARF and the file it was written to (None unless OK).
+
+        Sets the XSPEC session up for this engine first if another engine took it.
+        """
         from xrmod.responses import write_arf
 
+        if _session_owner is None or _session_owner() is not self:
+            self._activate()
+        inputs = self.inputs
         params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
-        modified = self._job.family.apply(self._energies, self._arf, params)
+        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
         status = Status(int(modified.status[0]))
         if status != Status.OK:
             return status, None
@@ -680,84 +685,48 @@ class XspecEngine(Engine):
         )
         return Status.OK, path
 
-    def _point(self, flat: int, arf_path: str) -> tuple[Status, Status, dict[str, Any]]:
-        """Simulate and fit one point; returns the status of its T1 and T1′ fits and values."""
+    def _release(self, state: str) -> None:
+        self._loaded_arf = None  # its file goes now: load the next one afresh
+        Path(state).unlink(missing_ok=True)
+
+    point_failure = "point %d failed in XSPEC"
+
+    def _fit_point(self, state: str, flat: int) -> PointResult:
+        """Simulate and fit one point with θ's ARF file *state*, XSPEC's output kept quiet."""
+        try:
+            with silence_c_output():
+                return self._point(flat, state)
+        except Exception:
+            self._loaded_arf = None  # unknown after a failure: load again
+            raise
+
+    def _point(self, flat: int, arf_path: str) -> PointResult:
+        """Simulate and fit one point: the status of its T1 and T1′ fits and their values."""
         xs = self._xspec
-        kt_true = float(self._temps[flat % self._temps.size])
-        xs.Xset.seed = point_seed(self._seed, flat)
+        inputs = self.inputs
+        kt_true = float(inputs.temperatures[self._job.grid.point_temperature(flat)])
+        xs.Xset.seed = point_seed(inputs.seed, flat)
         self._use_arf(arf_path)  # simulate with the modified ARF
         self._set_start(kt_true)
         xs.AllData.fakeit(
             1,
             xs.FakeitSettings(
-                background=self._background, exposure=self._exposure, fileName=self._fake_name
+                background=self._background_file, exposure=inputs.exposure, fileName=self._fake_name
             ),
-            applyStats=not self._asimov,
+            applyStats=not inputs.asimov,
             noWrite=True,
         )
         spectrum = xs.AllData(1)
         self._notice(spectrum)
         per_channel = np.asarray(spectrum.values, dtype=np.float64) * float(spectrum.exposure)
-        if not self._asimov:  # XSPEC holds rates: give the Poisson draws back as integers
+        if not inputs.asimov:  # XSPEC holds rates: give the Poisson draws back as integers
             per_channel = np.rint(per_channel)
         counts = float(per_channel.sum())
         if not counts > 0:
-            return Status.NO_COUNTS, Status.NO_COUNTS, {"counts": counts}
+            return PointResult.failed(Status.NO_COUNTS, counts=counts)
         self._use_arf(self._original_arf)
         r0, n0, c0, s0 = self._fit(kt_true)
         self._use_arf(arf_path)
         r1, n1, c1, s1 = self._fit(kt_true)
-        values = {
-            "results": r0,
-            "results_modified": r1,
-            "norm": n0,
-            "norm_modified": n1,
-            "cstat": c0,
-            "cstat_modified": c1,
-            "counts": counts,
-        }
-        return s0, s1, values
-
-    def run_unit(self, unit: WorkUnit) -> UnitResult:
-        """Write θ's modified ARF, then simulate and fit each point of the unit."""
-        if self._finalizer is None:
-            raise EngineError("the xspec engine is not prepared (call prepare first)")
-        n = unit.size
-        results = np.full((n, 3), np.nan)
-        results_mod = np.full((n, 3), np.nan)
-        status = np.zeros(n, dtype=np.int8)  # the point and its T1 fit
-        status_mod = np.zeros(n, dtype=np.int8)  # the point and its T1′ fit
-        extras = {name: np.full(n, np.nan) for name in EXTRAS}
-
-        arf_path = None
-        try:
-            if _session_owner is None or _session_owner() is not self:
-                self._activate()
-            arf_status, arf_path = self._modified_arf(unit)
-        except Exception:
-            log.exception("θ %d of points %d..%d failed", unit.theta, unit.start, unit.stop)
-            arf_status = Status.ERROR
-        if arf_status != Status.OK or arf_path is None:
-            status[:] = status_mod[:] = arf_status
-            return UnitResult(
-                unit.start, unit.stop, results, results_mod, status, status_mod, extras
-            )
-        try:
-            for i, flat in enumerate(range(unit.start, unit.stop)):
-                try:
-                    with silence_c_output():
-                        code, code_mod, values = self._point(flat, arf_path)
-                except Exception:
-                    log.exception("point %d failed in XSPEC", flat)
-                    status[i] = status_mod[i] = Status.ERROR
-                    self._loaded_arf = None  # unknown after a failure: load again
-                    continue
-                status[i], status_mod[i] = code, code_mod
-                results[i] = values.get("results", np.nan)
-                results_mod[i] = values.get("results_modified", np.nan)
-                for name in EXTRAS:
-                    extras[name][i] = values.get(name, np.nan)
-        finally:
-            self._loaded_arf = None  # its file goes now: load the next one afresh
-            Path(arf_path).unlink(missing_ok=True)
-        return UnitResult(unit.start, unit.stop, results, results_mod, status, status_mod, extras)
+        extras = {"norm": n0, "norm_modified": n1, "cstat": c0, "cstat_modified": c1}
+        return PointResult(s0, s1, r0, r1, {**extras, "counts": counts})
