@@ -477,6 +477,46 @@ def test_zapec_is_refused_with_the_apec_hint():
     assert "key 'source.model'" in msg and "no model 'zapec'" in msg and "tbabs*apec" in msg
 
 
+@pytest.mark.parametrize(
+    ("line", "got"), [("", "got 0.1, the default"), ("redshift = 0.2", "got 0.2)")]
+)
+def test_a_redshift_on_bremss_is_refused(line, got):
+    """bremss has no redshift parameter: the config refuses one (before any engine runs)."""
+    msg = error_of(make(source=f'model = "tbabs*bremss"\n{line}'))
+    assert msg.startswith("test.toml, key 'source.redshift': bremss has no redshift (")
+    assert got in msg and "use zbremss or set redshift = 0" in msg
+
+
+def test_bremss_without_a_redshift_and_zbremss_with_one_are_fine():
+    assert parse(make(source='model = "wabs*bremss"\nredshift = 0')).source.redshift == 0.0
+    assert parse(make(source='model = "tbabs*zbremss"\nredshift = 0.3')).source.redshift == 0.3
+
+
+def test_engines_come_from_the_registry():
+    """A config names the engines of xrmod.engines.ENGINES, not those for checks only."""
+    from xrmod.engines import ENGINES
+
+    assert ENGINES["reference"].check_only
+    msg = error_of(make(library='engine = "reference"'))
+    assert "key 'library.engine': expected one of 'native', 'xspec', got 'reference'" in msg
+    assert parse(make(library='engine = "xspec"')).library.engine == "xspec"
+
+
+@pytest.mark.parametrize("band", ["[100.0, 200.0]", "[0.0, 0.1]"])
+def test_a_band_without_channels_is_refused_when_the_job_is_loaded(band):
+    """Named with the response's channel range, before any engine (not a shape error later)."""
+    from xrmod.job import job_from_config
+
+    cfg = parse(make(instrument=f"band = {band}"))
+    with pytest.raises(ConfigError) as info:
+        job_from_config(cfg)
+    assert info.value.key == "instrument.band" and info.value.path == "test.toml"
+    lo, hi = (float(v) for v in band.strip("[]").split(","))
+    assert f"the band {lo:g}-{hi:g} keV selects no channel" in info.value.message
+    assert "the channels of the RMF cover 0.303906-20.48 keV" in info.value.message
+    assert "pn.rmf" in info.value.message
+
+
 def test_asimov_with_several_realizations_is_refused():
     msg = error_of(make(library='noise = "asimov"\nrealizations = 3'))
     assert "key 'library.realizations'" in msg and "identical" in msg

@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 
 from xrmod.config import parse_config
-from xrmod.engines.base import EXTRAS, Engine, UnitResult
+from xrmod.engines import ENGINES as REGISTRY
+from xrmod.engines import get_engine, selectable_engines
+from xrmod.engines.base import EXTRAS, Engine, PointResult, UnitResult
 from xrmod.engines.native import NativeEngine
 from xrmod.engines.reference import ReferenceEngine
+from xrmod.errors import ConfigError
+from xrmod.grid import WorkUnit
 from xrmod.job import job_from_config
-from xrmod.status import Status
+from xrmod.status import SEVERITY, Status
 
 #: Engine classes under contract (the PyXSPEC engine joins where PyXSPEC imports).
 ENGINES = [ReferenceEngine, NativeEngine]
@@ -183,3 +187,113 @@ def test_counts_extra_is_the_band_total(prepared):
     ok = p["status"] == Status.OK
     counts = p["counts"][ok]
     assert (counts > 0).all() and np.array_equal(counts, np.round(counts))  # Poisson draws
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_one_registry_with_the_reference_for_checks_only():
+    assert list(REGISTRY) == ["native", "xspec", "reference"]
+    assert selectable_engines() == ("native", "xspec")
+    assert [name for name, entry in REGISTRY.items() if entry.check_only] == ["reference"]
+    assert isinstance(get_engine("native"), NativeEngine)
+    assert isinstance(get_engine("reference", checks=True), ReferenceEngine)
+    with pytest.raises(
+        ConfigError, match=r"'reference' is for checks only \(known: native, xspec\)"
+    ):
+        get_engine("reference")
+    with pytest.raises(ConfigError, match=r"'fast' is not available \(known: native, xspec\)") as e:
+        get_engine("fast")
+    assert e.value.key == "library.engine"
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def test_status_worst_is_the_severity_order():
+    assert Status.worst(Status.OK) == Status.OK
+    assert Status.worst(Status.OK, Status.BOUND_AT_LIMIT) == Status.BOUND_AT_LIMIT
+    assert Status.worst(Status.BOUND_AT_LIMIT, Status.MODEL_JUMP, Status.OK) == Status.MODEL_JUMP
+    for i, code in enumerate(SEVERITY):
+        assert Status.worst(*SEVERITY[i:]) == code
+        assert Status.worst(*reversed(SEVERITY[i:])) == code
+
+
+def test_engine_inputs_are_derived_once(job):
+    inputs = job.engine_inputs()
+    assert job.engine_inputs() is inputs
+    mask = job.rmf.band_channels(*job.config.instrument.band)
+    np.testing.assert_array_equal(inputs.band_mask, mask)
+    fold, rows = job.rmf.band_response(*job.config.instrument.band)
+    np.testing.assert_array_equal(inputs.rows, rows)
+    assert (inputs.fold_matrix != fold).nnz == 0 and inputs.n_band == mask.sum()
+    assert (inputs.seed, inputs.asimov, inputs.exposure, inputs.norm) == (99, False, 2e4, 1e-3)
+    assert (inputs.kt_limits, inputs.error_delta, inputs.band) == ((0.05, 64.0), 1.0, (0.5, 10.0))
+    assert inputs.background is None and job.band_background() is None
+
+
+def test_failed_unit_result_and_point_result():
+    res = UnitResult.failed(10, 13, Status.ARF_NONFINITE)
+    assert (res.status == Status.ARF_NONFINITE).all() and res.status.dtype == np.int8
+    assert (res.status_modified == Status.ARF_NONFINITE).all()
+    assert np.isnan(res.results).all() and set(res.extras) == set(EXTRAS)
+    empty = UnitResult.failed(0, 2)
+    empty.put(1, PointResult(Status.OK, Status.MODEL_JUMP, (1, 2, 3), (4, 5, 6), {"counts": 7.0}))
+    empty.put(0, PointResult.failed(Status.NO_COUNTS, counts=0.0))
+    assert empty.status.tolist() == [Status.NO_COUNTS, Status.OK]
+    assert empty.status_modified.tolist() == [Status.NO_COUNTS, Status.MODEL_JUMP]
+    assert empty.results[1].tolist() == [1, 2, 3] and np.isnan(empty.results[0]).all()
+    assert empty.results_modified[1].tolist() == [4, 5, 6]
+    assert empty.extras["counts"].tolist() == [0.0, 7.0] and np.isnan(empty.extras["norm"]).all()
+
+
+class _HookEngine(Engine):
+    """run_unit of the base class over hooks that record and fail on demand."""
+
+    name = "hooks"
+
+    def __init__(self, raise_theta=(), raise_flat=(), bad_theta=()):
+        self.raise_theta, self.raise_flat, self.bad_theta = raise_theta, raise_flat, bad_theta
+        self.released = []
+
+    def prepare(self, job):
+        self._bind(job)
+
+    def _modified(self, unit):
+        if unit.theta in self.raise_theta:
+            raise RuntimeError("θ set-up fails")
+        if unit.theta in self.bad_theta:
+            return Status.ARF_NEGATIVE, None
+        return Status.OK, f"state of θ {unit.theta}"
+
+    def _fit_point(self, state, flat):
+        if flat in self.raise_flat:
+            raise RuntimeError("point fails")
+        kt = float(flat)
+        return PointResult(Status.OK, Status.OK, (kt, kt, kt), (kt, kt, kt), {"counts": kt})
+
+    def _release(self, state):
+        self.released.append(state)
+
+
+def test_base_run_unit_turns_failures_into_statuses(job, caplog):
+    engine = _HookEngine(raise_theta={1}, raise_flat={5}, bad_theta={2})
+    engine.prepare(job)
+    assert engine.inputs is job.engine_inputs()
+    with caplog.at_level("ERROR"):
+        ok = engine.run_unit(WorkUnit(0, 0, 2))
+        failed_theta = engine.run_unit(WorkUnit(1, 2, 4))
+        negative = engine.run_unit(WorkUnit(2, 4, 6))
+        one_point = engine.run_unit(WorkUnit(0, 4, 7))
+    assert ok.status.tolist() == [Status.OK] * 2 and ok.results[:, 1].tolist() == [0.0, 1.0]
+    assert (failed_theta.status == Status.ERROR).all()
+    assert (failed_theta.status_modified == Status.ERROR).all()
+    assert np.isnan(failed_theta.results).all()
+    assert (negative.status == Status.ARF_NEGATIVE).all()
+    assert one_point.status.tolist() == [Status.OK, Status.ERROR, Status.OK]
+    assert np.isnan(one_point.results[1]).all() and np.isnan(one_point.extras["counts"][1])
+    assert one_point.extras["counts"].tolist()[::2] == [4.0, 6.0]
+    # the state is released once per unit that made one, also when a point raised
+    assert engine.released == ["state of θ 0", "state of θ 0"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "θ 1 of points 2..4 failed" in messages and "point 5 failed" in messages

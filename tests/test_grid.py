@@ -135,6 +135,26 @@ def test_grid_component_indices(theta_shape, nt, r):
 
 
 @pytest.mark.parametrize(("theta_shape", "nt", "r"), GRID_CASES)
+def test_one_point_helpers(theta_shape, nt, r):
+    """point_temperature and point_unit: the array helpers' answers for one flat index."""
+    g = make_grid(theta_shape, nt, r)
+    for flat in range(g.size):
+        t = g.point_temperature(flat)
+        assert type(t) is int and t == int(g.temperature_index([flat])[0]) == flat % nt
+        unit = g.point_unit(np.int64(flat))
+        assert unit == WorkUnit(int(g.theta_index([flat])[0]), flat, flat + 1)
+        assert type(unit.theta) is int and type(unit.start) is int
+    for bad in (-1, g.size):
+        with pytest.raises(InputError, match=rf"flat index {bad} is out of range"):
+            g.point_temperature(bad)
+        with pytest.raises(InputError, match="out of range"):
+            g.point_unit(bad)
+    for bad in (1.5, True):
+        with pytest.raises(InputError, match="must be an integer"):
+            g.point_unit(bad)
+
+
+@pytest.mark.parametrize(("theta_shape", "nt", "r"), GRID_CASES)
 def test_theta_parameters(theta_shape, nt, r):
     g = make_grid(theta_shape, nt, r)
     values = g.theta_parameters(np.arange(g.n_theta))

@@ -22,6 +22,8 @@ from xrmod.engines.native import (
     correction_table,
 )
 from xrmod.engines.reference import ReferenceEngine, _Fitter, cstat, profiled_cstat
+from xrmod.engines.source import BREAK_CLEARANCE, FLOOR_XTOL
+from xrmod.errors import ConfigError
 from xrmod.job import job_from_config
 from xrmod.responses import read_arf, read_rmf
 from xrmod.status import Status
@@ -37,7 +39,16 @@ def responses():
     return read_arf(cfg.instrument.arf), read_rmf(cfg.instrument.rmf)
 
 
-def make_job(responses, *, temps, axes, family="gaussian", noise="asimov", kt_limits=(0.05, 64.0)):
+def make_job(
+    responses,
+    *,
+    temps,
+    axes,
+    family="gaussian",
+    noise="asimov",
+    kt_limits=(0.05, 64.0),
+    band=(0.5, 10.0),
+):
     """A Job on the bundled response from a few settings (as ``load_job`` builds one)."""
     lines = "\n".join(f"{name} = {list(values)}" for name, values in axes.items())
     text = f"""
@@ -46,7 +57,7 @@ noise = "{noise}"
 seed = 4242
 [instrument]
 exposure = 50000.0
-band = [0.5, 10.0]
+band = {list(band)}
 [source]
 model = "tbabs*zbremss"
 nH = 0.05
@@ -541,3 +552,101 @@ def test_results_do_not_depend_on_unit_order(native_asimov, asimov_job, response
             np.testing.assert_array_equal(getattr(res, name), getattr(other, name))
         for name, values in res.extras.items():
             np.testing.assert_array_equal(values, other.extras[name])
+
+
+# ----------------------------------------------------------------------------- hard bands
+
+#: The bands of the cross-calibration studies (2-7 keV) and a harder one, with the
+#: default fit.kt_limits = [0.05, 64]: below some kT the model has no counts in them.
+HARD_BANDS = [pytest.param((2.0, 7.0), id="2-7keV"), pytest.param((5.0, 10.0), id="5-10keV")]
+
+
+def _hard_job(responses, band, noise="poisson", temps=(1.0, 3.0, 8.0)):
+    axes = {"mu": [3.0], "sigma": [1.0], "amp": [0.0, 0.2]}
+    return make_job(responses, temps=temps, axes=axes, noise=noise, band=band)
+
+
+@pytest.mark.parametrize("noise", ["asimov", "poisson"])
+@pytest.mark.parametrize("band", HARD_BANDS)
+def test_hard_band_native_agrees_with_reference(responses, band, noise):
+    """A hard band runs with the default kT limits, and the engines agree as on 0.5-10 keV."""
+    job = _hard_job(responses, band, noise)
+    native, reference = NativeEngine(), ReferenceEngine()
+    native.prepare(job)
+    reference.prepare(job)
+    a = run_all(native, job)
+    b = run_all(reference, job)
+    for start in a:
+        assert (a[start].status == Status.OK).all() and (b[start].status == Status.OK).all()
+        assert (a[start].status_modified == Status.OK).all()
+        np.testing.assert_array_equal(a[start].status_modified, b[start].status_modified)
+        np.testing.assert_array_equal(a[start].extras["counts"], b[start].extras["counts"])
+        assert (a[start].extras["counts"] > 10).all()
+        # the norm follows kT along the fit's valley: with 30 counts (1 keV over 5-10 keV)
+        # the reference's rough minimum (XSPEC's float32 steps) moves it by 0.3 %
+        for name in ("norm", "norm_modified"):
+            np.testing.assert_allclose(a[start].extras[name], b[start].extras[name], rtol=5e-3)
+    assert _compare(a, b, job, _counts_of(reference, job)) == 12
+    if noise == "asimov":  # the T1' fit of an Asimov spectrum is the truth
+        for start, res in a.items():
+            temps = job.grid.temperatures[job.grid.temperature_index(np.arange(start, start + 3))]
+            np.testing.assert_allclose(res.results_modified[:, 1], temps, rtol=1e-3)
+
+
+@pytest.mark.parametrize("band", HARD_BANDS)
+def test_hard_band_fit_range_starts_where_the_band_has_counts(responses, band):
+    """Both engines search kT from the same lowest kT with counts; below it the model has none."""
+    job = _hard_job(responses, band, noise="asimov")
+    native, reference = NativeEngine(), ReferenceEngine()
+    native.prepare(job)
+    reference.prepare(job)
+    x_lo, x_hi = reference._log_limits
+    assert (x_lo, x_hi) == native._x_limits
+    assert np.log(0.05) < x_lo < np.log(0.2) and x_hi == np.log(64.0)
+    arf = reference.inputs.arf[reference.inputs.rows]
+    assert reference.fold(arf, np.exp(x_lo)).sum() > 0
+    # just below, XSPEC's model is zero over the whole band (xrmod.models refuses it)
+    below = x_lo - (BREAK_CLEARANCE if band == (5.0, 10.0) else 0.0) - 2 * FLOOR_XTOL
+    with pytest.raises(ConfigError, match="all zeros"):
+        reference.fold(arf, np.exp(below))
+    assert native._base.knots[0] == x_lo
+
+
+def test_default_band_searches_the_configured_kt_limits(responses):
+    """Where the band has counts at fit.kt_limits[0] the range is fit.kt_limits (no change)."""
+    job = make_job(responses, temps=[2.0], axes={"mu": [3.0], "sigma": [1.0], "amp": [0.0]})
+    native, reference = NativeEngine(), ReferenceEngine()
+    native.prepare(job)
+    reference.prepare(job)
+    assert native._x_limits == reference._log_limits == (np.log(0.05), np.log(64.0))
+
+
+@pytest.mark.parametrize(
+    ("band", "temps", "kt_limits", "key", "fragment"),
+    [
+        (
+            (5.0, 10.0),
+            (0.1, 1.0),
+            (0.05, 64.0),
+            "source.temperatures",
+            "temperature 0.1 keV is below 0.1358 keV, the lowest kT at which tbabs*zbremss "
+            "has counts in the band 5-10 keV (instrument.band)",
+        ),
+        (
+            (10.0, 12.0),
+            (0.1,),
+            (0.05, 0.15),
+            "instrument.band",
+            "tbabs*zbremss has no counts in the band 10-12 keV at any kT of fit.kt_limits",
+        ),
+    ],
+)
+@pytest.mark.parametrize("cls", [NativeEngine, ReferenceEngine], ids=lambda c: c.name)
+def test_impossible_hard_band_names_the_key(responses, cls, band, temps, kt_limits, key, fragment):
+    """A band without counts where the job needs them is a config error naming the key to change."""
+    axes = {"mu": [3.0], "sigma": [1.0], "amp": [0.0]}
+    job = make_job(responses, temps=temps, axes=axes, band=band, kt_limits=kt_limits)
+    with pytest.raises(ConfigError) as info:
+        cls().prepare(job)
+    assert info.value.key == key
+    assert fragment in info.value.message

@@ -248,7 +248,9 @@ class FitConfig:
         Statistic increase defining the kT bounds: 1.0 gives 68 %, 2.706 gives 90 %
         (one parameter of interest).
     kt_limits : tuple of float
-        ``(lo, hi)`` keV: the fitted kT is searched strictly inside this range.
+        ``(lo, hi)`` keV: the fitted kT is searched strictly inside this range
+        (from the lowest kT at which the model has counts in the band, where it
+        has none at lo: :mod:`xrmod.engines.source`).
     """
 
     statistic: str

@@ -41,6 +41,9 @@ class Status(IntEnum):
        inside a piece (C is continuous there), never a point a search
        converged to at a discontinuity.
     3. A bound where S reaches a kT limit is NaN with :attr:`BOUND_AT_LIMIT`.
+       (Where the model has no counts in the band at the lower limit, as over
+       a hard band at the lowest kT, the native and reference engines'
+       lower limit is the lowest kT at which it has: :mod:`xrmod.engines.source`.)
     4. :attr:`MODEL_JUMP` when
        (a) the best fit sits at a jump: C at the jump (its limit from the
        best fit's side) is within :data:`JUMP_TOLERANCE` of C_min and C

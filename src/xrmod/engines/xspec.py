@@ -100,7 +100,9 @@ import sys
 import tempfile
 import warnings
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -320,7 +322,7 @@ def _importable(name: str) -> bool:
         return False
 
 
-def _import_xspec() -> Any:
+def _import_xspec() -> ModuleType:
     """PyXSPEC, imported quietly, or EngineError (missing, or another XSPEC loaded here)."""
     from xrmod.xspec_library import loaded_elsewhere
 
@@ -364,7 +366,7 @@ class XspecEngine(Engine):
     name = "xspec"
 
     def __init__(self) -> None:
-        self._xspec: Any = None
+        self._xspec: ModuleType | None = None
         self._scratch: Path | None = None
         self._finalizer: weakref.finalize | None = None
         self._loaded_arf: str | None = None
@@ -389,7 +391,7 @@ class XspecEngine(Engine):
             self.close()
             raise
 
-    def _prepare(self, xspec: Any, job: Job) -> None:
+    def _prepare(self, xspec: ModuleType, job: Job) -> None:
         from xrmod.models import parse_expression
         from xrmod.responses import write_arf, write_rmf
 
@@ -557,7 +559,7 @@ class XspecEngine(Engine):
         norm = self.inputs.norm
         self._model(self._index["norm"]).values = [norm, _STEP * norm, n_lo, n_lo, n_hi, n_hi]
 
-    def _notice(self, spectrum: Any) -> None:
+    def _notice(self, spectrum: Any) -> None:  # an xspec.Spectrum (PyXSPEC is optional)
         spectrum.notice("all")
         if self._ignore:
             spectrum.ignore(self._ignore)
@@ -611,7 +613,7 @@ class XspecEngine(Engine):
         self._xspec.Fit.perform()
         return float(self._xspec.Fit.statistic)
 
-    def _profile_fit(self, around: Any) -> tuple[np.ndarray, float, float, Status]:
+    def _profile_fit(self, around: Sequence[float]) -> tuple[np.ndarray, float, float, Status]:
         """The fit of :class:`~xrmod.status.Status` on XSPEC's profile statistic.
 
         :func:`~xrmod.engines.pieces.fit_pieces` over the pieces between the
