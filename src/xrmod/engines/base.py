@@ -177,6 +177,13 @@ class Engine(ABC, Generic[State]):
         self.inputs = job.engine_inputs()
         return self.inputs
 
+    def _modified_arf(self, unit: WorkUnit) -> tuple[Status, np.ndarray | None]:
+        """θ's modified ARF on all the ARF's energies, or the status of its failure (and None)."""
+        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
+        modified = self._job.family.apply(self.inputs.energies, self.inputs.arf, params)
+        status = Status(int(modified.status[0]))
+        return (status, modified.values[0]) if status == Status.OK else (status, None)
+
     def run_unit(self, unit: WorkUnit) -> UnitResult:
         """Compute every point of *unit*; failures become status codes, not exceptions."""
         log = logging.getLogger(type(self).__module__)

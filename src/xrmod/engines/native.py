@@ -608,16 +608,13 @@ class NativeEngine(Engine[_Theta]):
         if self._cache is not None and self._cache[0] == unit.theta:
             return Status.OK, self._cache[1]
         timers = self.timers
-        inputs = self.inputs
         t0 = time.perf_counter()
-        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
-        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
-        arf_status = Status(int(modified.status[0]))
+        arf_status, arf = self._modified_arf(unit)
         t1 = time.perf_counter()
         timers["arf"] += t1 - t0
-        if arf_status != Status.OK:
+        if arf is None:
             return arf_status, None
-        arf_rows = modified.values[0, inputs.rows]
+        arf_rows = arf[self.inputs.rows]
         if np.array_equal(arf_rows, self._arf_rows):
             theta = _Theta(self._original, self._folded_original)
         else:

@@ -211,13 +211,10 @@ class ReferenceEngine(Engine[_Fitter]):
 
     def _modified(self, unit: WorkUnit) -> tuple[Status, _Fitter | None]:
         """Status of θ's modified ARF, and the fits with it."""
-        inputs = self.inputs
-        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
-        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
-        arf_status = Status(int(modified.status[0]))
-        if arf_status != Status.OK:
-            return arf_status, None
-        return Status.OK, self._fitter(modified.values[0, inputs.rows])
+        status, arf = self._modified_arf(unit)
+        if arf is None:
+            return status, None
+        return Status.OK, self._fitter(arf[self.inputs.rows])
 
     def _fit_point(self, state: _Fitter, flat: int) -> PointResult:
         """Simulate point *flat* with θ's ARF, then fit it with the original and with θ's."""

@@ -668,11 +668,8 @@ class XspecEngine(Engine):
 
         if _session_owner is None or _session_owner() is not self:
             self._activate()
-        inputs = self.inputs
-        params = dict(self._job.grid.theta_parameters(np.array([unit.theta])))
-        modified = self._job.family.apply(inputs.energies, inputs.arf, params)
-        status = Status(int(modified.status[0]))
-        if status != Status.OK:
+        status, values = self._modified_arf(unit)
+        if values is None:
             return status, None
         arf = self._job.arf
         path = str(self._scratch / f"theta{unit.theta}.arf")
@@ -680,7 +677,7 @@ class XspecEngine(Engine):
             path,
             arf.energ_lo,
             arf.energ_hi,
-            modified.values[0],
+            values,
             telescope=arf.telescope,
             instrument=arf.instrument,
             overwrite=True,
