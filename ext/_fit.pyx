@@ -152,16 +152,33 @@ cdef inline double dot(const double* a, const double* b, Py_ssize_t n) noexcept 
     return (s0 + s1) + (s2 + s3)
 
 
-cdef inline void hermite(double t, double h, double y0, double y1, double d0,
-                         double d1, double* v) noexcept nogil:
-    """Cubic Hermite piece at t in [0, 1] of width h: value, first, second derivative."""
+cdef inline void hermite_basis(double t, double* p) noexcept nogil:
+    """The cubic Hermite basis polynomials at t in [0, 1] and their t-derivatives.
+
+    A piece of width h through values y0, y1 and x-slopes d0, d1 is
+    p[0] y0 + p[1] h d0 + p[2] y1 + p[3] h d1; its first t-derivative has the
+    weights p[4], p[5], -p[4], p[6] and its second p[7], p[8], -p[7], p[9]
+    (each t-derivative is h times an x-derivative: the callers divide).
+    """
     cdef double t2 = t * t, t3 = t2 * t
-    v[0] = ((2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * h * d0
-            + (-2.0 * t3 + 3.0 * t2) * y1 + (t3 - t2) * h * d1)
-    v[1] = ((6.0 * t2 - 6.0 * t) * (y0 - y1) / h + (3.0 * t2 - 4.0 * t + 1.0) * d0
-            + (3.0 * t2 - 2.0 * t) * d1)
-    v[2] = ((12.0 * t - 6.0) * (y0 - y1) / (h * h) + (6.0 * t - 4.0) * d0 / h
-            + (6.0 * t - 2.0) * d1 / h)
+    p[0] = 2.0 * t3 - 3.0 * t2 + 1.0
+    p[1] = t3 - 2.0 * t2 + t
+    p[2] = -2.0 * t3 + 3.0 * t2
+    p[3] = t3 - t2
+    p[4] = 6.0 * t2 - 6.0 * t
+    p[5] = 3.0 * t2 - 4.0 * t + 1.0
+    p[6] = 3.0 * t2 - 2.0 * t
+    p[7] = 12.0 * t - 6.0
+    p[8] = 6.0 * t - 4.0
+    p[9] = 6.0 * t - 2.0
+
+
+cdef inline void hermite(const double* p, double h, double y0, double y1, double d0,
+                         double d1, double* v) noexcept nogil:
+    """A Hermite piece of width h from its basis p: value, first, second x-derivative."""
+    v[0] = p[0] * y0 + p[1] * h * d0 + p[2] * y1 + p[3] * h * d1
+    v[1] = p[4] * (y0 - y1) / h + p[5] * d0 + p[6] * d1
+    v[2] = p[7] * (y0 - y1) / (h * h) + p[8] * d0 / h + p[9] * d1 / h
 
 
 cdef inline Py_ssize_t find_piece(const double* x, Py_ssize_t n, double v) noexcept nogil:
@@ -192,6 +209,7 @@ cdef inline void table_eval(Table* t, const double* counts, double x,
     """ln F and L = sum_c D_c ln f_c (value, 1st, 2nd derivative) of one table at x."""
     cdef Py_ssize_t j, n = t.n
     cdef double h
+    cdef double p[10]
     if n == 1:
         project(t, counts, 0)
         lnf[0] = t.sy[0]
@@ -219,8 +237,9 @@ cdef inline void table_eval(Table* t, const double* counts, double x,
         h = t.x[j + 1] - t.x[j]
     project(t, counts, j)
     project(t, counts, j + 1)
-    hermite((x - t.x[j]) / h, h, t.sy[j], t.sy[j + 1], t.sd[j], t.sd[j + 1], lnf)
-    hermite((x - t.x[j]) / h, h, t.py[j], t.py[j + 1], t.pd[j], t.pd[j + 1], big_l)
+    hermite_basis((x - t.x[j]) / h, p)
+    hermite(p, h, t.sy[j], t.sy[j + 1], t.sd[j], t.sd[j + 1], lnf)
+    hermite(p, h, t.py[j], t.py[j + 1], t.pd[j], t.pd[j + 1], big_l)
 
 
 cdef inline void table_channels(Table* t, double x, double* out) noexcept nogil:
@@ -229,7 +248,8 @@ cdef inline void table_channels(Table* t, double x, double* out) noexcept nogil:
     out[0:nch], out[nch:2 nch], out[2 nch:3 nch]; the same pieces as table_eval.
     """
     cdef Py_ssize_t j, c, n = t.n, nch = t.nch
-    cdef double h, tt, t2, t3, w0, w1, w2, w3, e0, e1, e2, e3, s0, s1, s2, s3
+    cdef double h, w0, w1, w2, w3, e0, e1, e2, e3, s0, s1, s2, s3
+    cdef double p[10]
     cdef const double* y0
     cdef const double* y1
     cdef const double* d0
@@ -248,22 +268,20 @@ cdef inline void table_channels(Table* t, double x, double* out) noexcept nogil:
     if not h > 0.0:
         j -= 1
         h = t.x[j + 1] - t.x[j]
-    tt = (x - t.x[j]) / h
-    t2 = tt * tt
-    t3 = t2 * tt
-    # Hermite weights of y0, d0, y1, d1 for the value (w), first (e) and second (s) derivative
-    w0 = 2.0 * t3 - 3.0 * t2 + 1.0
-    w1 = (t3 - 2.0 * t2 + tt) * h
-    w2 = -2.0 * t3 + 3.0 * t2
-    w3 = (t3 - t2) * h
-    e0 = (6.0 * t2 - 6.0 * tt) / h
-    e1 = 3.0 * t2 - 4.0 * tt + 1.0
+    hermite_basis((x - t.x[j]) / h, p)
+    # weights of y0, d0, y1, d1 for the value (w), first (e) and second (s) x-derivative
+    w0 = p[0]
+    w1 = p[1] * h
+    w2 = p[2]
+    w3 = p[3] * h
+    e0 = p[4] / h
+    e1 = p[5]
     e2 = -e0
-    e3 = 3.0 * t2 - 2.0 * tt
-    s0 = (12.0 * tt - 6.0) / (h * h)
-    s1 = (6.0 * tt - 4.0) / h
+    e3 = p[6]
+    s0 = p[7] / (h * h)
+    s1 = p[8] / h
     s2 = -s0
-    s3 = (6.0 * tt - 2.0) / h
+    s3 = p[9] / h
     y0 = t.y + j * nch
     y1 = y0 + nch
     d0 = t.d + j * nch
@@ -815,6 +833,8 @@ def correction(
                 j -= 1
             h = knots[j + 1] - knots[j]
             t = (x[i] - knots[j]) / h
+            # hermite_basis's weights in Horner form: its roundings are those of every
+            # library written so far (hermite_basis's own move fitted kT by ~1e-10)
             w0 = (2.0 * t - 3.0) * t * t + 1.0
             w1 = ((t - 2.0) * t + 1.0) * t * h
             w2 = (3.0 - 2.0 * t) * t * t

@@ -25,7 +25,7 @@ if importlib.util.find_spec("xspectrampoline") is None:  # found, not imported: 
         allow_module_level=True,
     )
 
-from xrmod import models
+from xrmod import models, xspec_models
 from xrmod.errors import ConfigError, InputError, ResponseError
 from xrmod.models import ABSORBERS, EMISSIONS, MIN_ENERGY, SourceModel, load_model
 
@@ -35,7 +35,7 @@ LO, HI = EDGES[:-1], EDGES[1:]
 
 
 def _apec_files_present() -> bool:
-    return models._apec_data_problem(models._library()) is None
+    return xspec_models.apec_data_problem(xspec_models.library()) is None
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def _raw(symbol: str, edges: np.ndarray, params: list[float]) -> np.ndarray:
 
 def _model_dat(name: str) -> tuple[str, list[tuple[str, float, float]]] | None:
     """Function and (parameter, hard min, hard max) of model *name* in XSPEC's model.dat."""
-    manager = Path(models._library().string("FGDATD"))
+    manager = Path(xspec_models.library().string("FGDATD"))
     lines = (manager / "model.dat").read_text().splitlines()
     for i, line in enumerate(lines):
         words = line.split()
@@ -175,10 +175,29 @@ def test_equals_direct_library_calls(expression, absorber, emission, params):
     model = load_model(expression)
     z = params[1] if len(params) > 1 else 0.0
     got = model.photon_flux(LO, HI, 4.0, nH=0.07, redshift=z, norm=2.5e-3)
-    models._set_tables("angr", "vern")
+    xspec_models.set_tables("angr", "vern")
     want = _raw(absorber, EDGES, [0.07]) * _raw(emission, EDGES, params) * 2.5e-3
     np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
     assert got.dtype == np.float64
+
+
+@pytest.mark.parametrize(("symbol", "params"), [("C_tbabs", [0.07]), ("xszbrm_", [4.0, 0.1])])
+def test_ctypes_layer_calls_the_library_function(symbol, params):
+    with xspec_models.LOCK:
+        xspec_models.set_tables("angr", "vern")
+        got = xspec_models.call(symbol, EDGES, params)
+    assert xspec_models.called(symbol)
+    assert got.dtype == np.float64 and got.shape == (EDGES.size - 1,)
+    np.testing.assert_array_equal(got, _raw(symbol, EDGES, params))
+
+
+def test_models_exports_the_names_it_had():
+    # other modules import these from xrmod.models; the ctypes layer is xrmod.xspec_models
+    assert models.silence_c_output is xspec_models.silence_c_output
+    assert models.MIN_ENERGY == xspec_models.MIN_ENERGY == 1.0e-10
+    for name in models.__all__:
+        assert hasattr(models, name), name
+    assert {"KT_BREAKS", "KT_JUMPS", "KT_SIDE_EPS", "silence_c_output"} <= set(models.__all__)
 
 
 def test_product_structure(zbremss):
@@ -326,7 +345,7 @@ def test_abundance_table_reaches_the_models():
     # Wilms abundances have fewer metals: less absorption above the edges.
     assert (t_wilm >= t_angr).all() and (t_wilm > t_angr).any()
     # Interleaved use: each model keeps its own table.
-    models._set_tables("wilm", "vern")
+    xspec_models.set_tables("wilm", "vern")
     fresh_angr = load_model("phabs*zbremss", abundance_table="angr")
     fresh_wilm = load_model("phabs*zbremss", abundance_table="wilm")
     p_angr = fresh_angr.transmission(LO, HI, nH=0.1)
@@ -342,7 +361,7 @@ def test_abundance_table_reaches_the_models():
 def test_tables_reset_after_another_user_changes_them():
     model = load_model("phabs*bremss", abundance_table="angr")
     reference = model.transmission(LO, HI, nH=0.2)
-    models._set_tables("wilm", "bcmc")  # e.g. Sherpa's set_xsabund in the same process
+    xspec_models.set_tables("wilm", "bcmc")  # e.g. Sherpa's set_xsabund in the same process
     fresh = SourceModel("phabs*bremss", "phabs", "bremss", "angr", "vern")
     np.testing.assert_array_equal(fresh.transmission(LO, HI, nH=0.2), reference)
 
@@ -472,7 +491,7 @@ def test_library_banner_would_print_otherwise():
 
 def test_silence_c_output(capfd, caplog):
     libc = ctypes.CDLL(None)
-    with caplog.at_level("DEBUG", logger="xrmod.models"), models.silence_c_output():
+    with caplog.at_level("DEBUG", logger="xrmod.xspec_models"), models.silence_c_output():
         libc.puts(b"from C to stdout")
         os.write(2, b"to fd 2\n")
     out, err = capfd.readouterr()

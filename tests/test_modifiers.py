@@ -165,6 +165,150 @@ def test_nogil_kernels_agree_across_threads(pn_arf):
         np.testing.assert_allclose(r.values, expected, rtol=1e-12)
 
 
+# ---------------------------------------------------------------- kernel shape checks
+
+# The kernels' argument names, in order (edge's "energy" parameter is edge_energy).
+KERNEL_ARGS = {
+    "gaussian": ("mu", "sigma", "amp"),
+    "tilt": ("index", "pivot"),
+    "linear": ("slope", "pivot"),
+    "edge": ("edge_energy", "depth", "width"),
+}
+
+
+def _kernel_args(family: str, n: int = 3, ne: int = 5) -> dict[str, np.ndarray]:
+    """Every argument of the family's kernel by name, shapes that fit; out and status marked."""
+    params = random_params(family, n, np.random.default_rng(5))
+    values = [params[p] for p in get_family(family).parameters]
+    return {
+        "energy": np.linspace(0.5, 9.0, ne),
+        "arf": np.full(ne, 100.0),
+        **dict(zip(KERNEL_ARGS[family], values, strict=True)),
+        "out": np.full((n, ne), -7.0),
+        "status": np.full(n, 9, dtype=np.int8),
+    }
+
+
+def _call(family: str, args: dict[str, np.ndarray]) -> None:
+    getattr(_modify, family)(*args.values())
+
+
+@pytest.mark.parametrize("family", sorted(KERNEL_ARGS))
+def test_kernel_accepts_matching_shapes(family):
+    args = _kernel_args(family)
+    _call(family, args)
+    params = dict(zip(get_family(family).parameters, list(args.values())[2:-2], strict=True))
+    expected = reference(family, args["energy"], args["arf"], params)
+    np.testing.assert_allclose(args["out"], expected, rtol=1e-12)
+    assert (args["status"] == Status.OK).all()
+
+
+@pytest.mark.parametrize("size", [2, 4, 0])  # n = 3: one short, one long, empty
+@pytest.mark.parametrize(
+    ("family", "name"), [(f, p) for f, names in sorted(KERNEL_ARGS.items()) for p in names]
+)
+def test_kernel_refuses_a_parameter_of_another_length(family, name, size):
+    args = _kernel_args(family)
+    args[name] = np.ones(size)
+    with pytest.raises(
+        ValueError,
+        match=rf"^{family}: {name} has shape \({size},\) but out has shape \(3, 5\) "
+        rf"\(one {name} per row of out\)$",
+    ):
+        _call(family, args)
+    assert (args["out"] == -7.0).all() and (args["status"] == 9).all()  # nothing written
+
+
+@pytest.mark.parametrize("family", sorted(KERNEL_ARGS))
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("arf", np.ones(4), r"arf has shape \(4,\) but energy has shape \(5,\)$"),
+        ("arf", np.ones(50), r"arf has shape \(50,\) but energy has shape \(5,\)$"),
+        (
+            "out",
+            np.empty((3, 6)),
+            r"out has shape \(3, 6\) but energy has shape \(5,\) \(out needs one column "
+            r"per energy\)$",
+        ),
+        (
+            "status",
+            np.empty(2, dtype=np.int8),
+            r"status has shape \(2,\) but out has shape \(3, 5\) \(one status per row of out\)$",
+        ),
+    ],
+)
+def test_kernel_refuses_arrays_that_do_not_fit(family, name, bad, message):
+    args = _kernel_args(family)
+    args[name] = bad
+    with pytest.raises(ValueError, match=rf"^{family}: {message}"):
+        _call(family, args)
+    if name != "out":
+        assert (args["out"] == -7.0).all()
+    if name != "status":
+        assert (args["status"] == 9).all()
+
+
+def test_kernel_checks_energy_against_out_when_there_are_no_sets():
+    args = _kernel_args("gaussian", n=0)
+    args["energy"] = np.linspace(1.0, 2.0, 4)
+    with pytest.raises(ValueError, match=r"arf has shape \(5,\) but energy has shape \(4,\)"):
+        _call("gaussian", args)
+
+
+@pytest.mark.parametrize(
+    ("family", "name"),
+    [(f, p) for f in sorted(KERNEL_ARGS) for p in ("energy", "arf", *KERNEL_ARGS[f], "out")],
+)
+def test_kernel_refuses_none(family, name):
+    args = _kernel_args(family)
+    args[name] = None
+    with pytest.raises(TypeError, match=f"Argument '{name}' must not be None"):
+        _call(family, args)
+
+
+def test_apply_leaves_the_shape_check_to_the_kernel(monkeypatch):
+    monkeypatch.setattr(modifiers, "_REGISTRY", dict(modifiers._REGISTRY))
+    seen = []
+
+    def record(energy, arf, factor, out, status):  # checks nothing: apply must call it anyway
+        seen.append((energy.shape, arf.shape, factor.shape, out.shape, status.shape))
+        status[:] = Status.OK
+
+    fam = register(
+        ModifierFamily("record", ("factor",), {"factor": ""}, "A'(E) = A(E)", kernel=record)
+    )
+    fam.apply([1.0, 2.0, 3.0], [1.0, 1.0], {"factor": [1.0, 2.0]})
+    assert seen == [((3,), (2,), (2,), (2, 3), (2,))]
+
+
+def test_apply_words_the_kernels_refusal_for_the_user():
+    fam = get_family("edge")
+    e, a = np.linspace(1, 2, 5), np.ones(5)
+    with pytest.raises(
+        ModifierError, match=r"^energies and arf must have the same length, got 5 and 6$"
+    ) as info:
+        fam.apply(e, np.ones(6), {"energy": 1.0, "depth": 0.1, "width": 1.0})
+    assert isinstance(info.value.__cause__, ValueError)
+    assert "edge: arf has shape (6,) but energy has shape (5,)" in str(info.value.__cause__)
+    with pytest.raises(
+        ModifierError,
+        match=r"^modifier parameters must all have the same length, got energy=2, width=3$",
+    ):
+        fam.apply(e, a, {"energy": [1.0, 2.0], "depth": 0.1, "width": [1.0, 1.0, 1.0]})
+
+
+def test_apply_passes_on_a_kernel_error_that_is_not_about_shapes(monkeypatch):
+    monkeypatch.setattr(modifiers, "_REGISTRY", dict(modifiers._REGISTRY))
+
+    def broken(energy, arf, factor, out, status):
+        raise ValueError("something else")
+
+    fam = register(ModifierFamily("broken", ("factor",), {"factor": ""}, "x", kernel=broken))
+    with pytest.raises(ValueError, match=r"^something else$"):
+        fam.apply([1.0, 2.0], [1.0, 1.0], {"factor": 1.0})
+
+
 # ---------------------------------------------------------------- hand-derived values
 
 

@@ -3,14 +3,15 @@
 A modifier family φθ turns the nominal effective area A(E) into
 A'(E) = A(E) · F(E; θ), with E the energy-bin mid-point in keV. The
 compiled kernels in ``xrmod._modify`` (``ext/_modify.pyx``) do the work for
-n parameter sets at once; :meth:`ModifierFamily.apply` validates the inputs,
-allocates the outputs and calls them. A modification that makes any ARF
-value negative or non-finite is reported per parameter set with a
-:class:`~xrmod.status.Status` code, never clipped.
+n parameter sets at once and check that the shapes of their arguments agree;
+:meth:`ModifierFamily.apply` validates the parameter values, allocates the
+outputs, calls them and words a shape they refuse for the user. A
+modification that makes any ARF value negative or non-finite is reported per
+parameter set with a :class:`~xrmod.status.Status` code, never clipped.
 
-Adding a family takes a kernel in ``ext/_modify.pyx`` (same signature as the
-others: energy, arf, one array per parameter, out, status) and one
-:func:`register` call here.
+Adding a family takes a kernel in ``ext/_modify.pyx`` (same signature and
+shape checks as the others: energy, arf, one array per parameter, out,
+status) and one :func:`register` call here.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ class ModifierFamily:
         One line, A'(E) in terms of A(E) and the parameters; the same line
         stands in the kernel's docstring.
     kernel : callable
-        ``kernel(energy, arf, *parameters, out, status)`` from ``xrmod._modify``.
+        ``kernel(energy, arf, *parameters, out, status)`` from ``xrmod._modify``;
+        raises ValueError when the shapes disagree.
     constraints : mapping of str to Constraint, optional
         Domain restrictions beyond finiteness, per parameter.
     description : str, optional
@@ -231,34 +233,44 @@ class ModifierFamily:
         columns = [self._as_float(p, params[p]) for p in self.parameters]
         energy = _vector("energies", energies)
         area = _vector("arf", arf)
-        if energy.shape != area.shape:
-            raise ModifierError(
-                f"energies and arf must have the same length, got {energy.size} and {area.size}"
-            )
         if not (np.isfinite(energy).all() and (energy > 0).all()):
             bad = energy[~(np.isfinite(energy) & (energy > 0))]
             raise ModifierError(f"energies must be finite and > 0 keV, got {float(bad[0])!r}")
-
         if any(c.ndim > 1 for c in columns):
             shapes = {
                 p: c.shape for p, c in zip(self.parameters, columns, strict=True) if c.ndim > 1
             }
             raise ModifierError(f"modifier parameters must be scalars or 1-D, got shapes {shapes}")
-        lengths = {c.size for c in columns if c.ndim == 1}
-        if len(lengths) > 1:
+        # n from the first 1-D parameter; the kernel checks that the others and the ARF fit
+        n = next((c.size for c in columns if c.ndim == 1), 1)
+        vectors = [
+            np.ascontiguousarray(np.broadcast_to(c, (n,)) if c.ndim == 0 else c) for c in columns
+        ]
+        values = np.empty((n, energy.size), dtype=np.float64)
+        status = np.empty(n, dtype=np.int8)
+        try:
+            self.kernel(energy, area, *vectors, values, status)
+        except ValueError as e:
+            error = self._shape_error(energy, area, columns)
+            if error is None:
+                raise
+            raise error from e
+        return ModifiedARFs(values=values, status=status)
+
+    def _shape_error(
+        self, energy: np.ndarray, area: np.ndarray, columns: list[np.ndarray]
+    ) -> ModifierError | None:
+        """The user's view of a shape the kernel refused; None if the shapes agree."""
+        if energy.shape != area.shape:
+            return ModifierError(
+                f"energies and arf must have the same length, got {energy.size} and {area.size}"
+            )
+        if len({c.size for c in columns if c.ndim == 1}) > 1:
             given = ", ".join(
                 f"{p}={c.size}" for p, c in zip(self.parameters, columns, strict=True) if c.ndim
             )
-            raise ModifierError(f"modifier parameters must all have the same length, got {given}")
-        n = lengths.pop() if lengths else 1
-        columns = [
-            np.ascontiguousarray(np.broadcast_to(c, (n,)), dtype=np.float64) for c in columns
-        ]
-
-        values = np.empty((n, energy.size), dtype=np.float64)
-        status = np.empty(n, dtype=np.int8)
-        self.kernel(energy, area, *columns, values, status)
-        return ModifiedARFs(values=values, status=status)
+            return ModifierError(f"modifier parameters must all have the same length, got {given}")
+        return None
 
 
 def _count(bad: np.ndarray) -> str:
