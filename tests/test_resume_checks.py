@@ -231,6 +231,20 @@ def test_paths_are_compared_as_the_files_they_name(fake, tmp_path, responses, mo
     assert str(arf) in str(info.value) and str(tmp_path / "sub" / "pn.arf") in str(info.value)
 
 
+@pytest.mark.parametrize("comment", ["", "# moved\n"])
+def test_a_project_moved_as_a_whole_resumes(fake, tmp_path, responses, comment):
+    job = _interrupted(fake, _config(tmp_path, "cfg.toml"))  # arf, rmf relative to it
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("pn.arf", "pn.rmf", job.output.name):
+        shutil.move(tmp_path / name, moved / name)
+    cfg = _config(moved, "cfg.toml", comment + CONFIG)
+    assert driver.run(load_job(cfg), progress=False, resume=True) == 0
+    with h5py.File(moved / job.output.name, "r") as f:
+        assert f.attrs["arf"] == str(moved / "pn.arf")
+        assert (f["LIBRARY/status"][()] != 0).all()
+
+
 def test_a_library_of_the_embedded_default_resumes_from_its_text(fake, tmp_path):
     from xrmod.config import default_config_text
 

@@ -458,6 +458,17 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
+#: Root attributes that record where a run read its configuration and responses.
+_CONFIG_ATTRS = ("config", "config_path", "arf", "rmf", "background")
+#: The configuration's file paths (``instrument`` keys), compared as the files they name.
+_PATH_KEYS = ("arf", "rmf", "background")
+#: Parsed values not compared as values on resume: where the library is (it does not
+#: decide the results), what follows from the paths, and the paths themselves.
+_NOT_COMPARED = frozenset(
+    {"library.output", "instrument.bundled", *(f"instrument.{k}" for k in _PATH_KEYS)}
+)
+
+
 def _resume_error(path: str | os.PathLike, what: str) -> InputError:
     from xrmod.errors import InputError
 
@@ -481,13 +492,11 @@ def check_same_config(path: str | os.PathLike, config: Config) -> None:
     The *parsed* configurations are compared, not their text: comments, the
     order of keys within a table, a default written out or left implicit do
     not count. Every value that decides the results does, all but
-    ``library.output`` (where the library is): the order of
-    ``[modifier.axes]`` (the library's dimensions) included, and the
-    instrument's files as the files they name (resolved paths). The
-    library's stored text is read as it was when it was made: its relative
-    paths from its configuration file's directory (recovered from the
-    resolved paths the library records), the embedded default's response
-    being the bundled one. The files' contents are
+    ``library.output`` (where the library is), the order of
+    ``[modifier.axes]`` (the library's dimensions) included. A response path
+    is the same when its text is (wherever the config now is: a project
+    moved as a whole) or when it names the file the library was made from
+    (the resolved path it records); the files' contents are
     :func:`check_same_responses`'s business.
 
     Raises
@@ -519,9 +528,11 @@ def check_same_config(path: str | os.PathLike, config: Config) -> None:
             "another output); 'xrmod info' still reads it"
         )
     if stored["config"] == config.text:
-        return  # the same text parses to the same configuration
-    before = _stored_config(path, stored)
-    differences = _config_differences(before, config)
+        return  # the same text: the same configuration, its paths read from where it is
+    differences = _path_differences(stored, config)
+    before = _stored_config(path, stored, config, differences)
+    if before is not None:
+        differences += _config_differences(before, config)
     if differences:
         details = "; ".join(
             f"key '{key}' differs: library has {was}, config has {now}"
@@ -530,28 +541,62 @@ def check_same_config(path: str | os.PathLike, config: Config) -> None:
         raise _resume_error(path, f"was made from a different configuration ({details})")
 
 
-#: Root attributes that record where a run's configuration and responses were read.
-_CONFIG_ATTRS = ("config", "config_path", "arf", "rmf", "background")
-#: Parsed values that do not decide the results: not compared on resume.
-_NOT_COMPARED = frozenset({"library.output", "instrument.bundled"})
+def _toml(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    return tomllib.loads(text)
 
 
-def _stored_config(path: str | os.PathLike, stored: Mapping[str, str]) -> Config:
-    """The configuration a library records, parsed with its paths resolved as when it was made."""
-    from xrmod.config import parse_config
+def _path_differences(stored: Mapping[str, str], config: Config) -> list[tuple[str, str, str]]:
+    """The response paths that are not the same: another text naming another file."""
+    try:
+        before = _toml(stored["config"]).get("instrument", {})
+        after = _toml(config.text).get("instrument", {})
+    except ValueError:  # a TOMLDecodeError: parsing the stored text says what is wrong
+        return []
+    found = []
+    for key in _PATH_KEYS:
+        if before.get(key, "") == after.get(key, ""):
+            continue
+        made = Path(stored[key]) if stored[key] else None  # the file the library used
+        now = getattr(config.instrument, key)
+        if not _same_value(made, now):
+            found.append((f"instrument.{key}", _show_value(made), _show_value(now)))
+    return found
+
+
+def _stored_config(
+    path: str | os.PathLike,
+    stored: Mapping[str, str],
+    config: Config,
+    differences: list[tuple[str, str, str]],
+) -> Config | None:
+    """The configuration a library records, parsed (None: it names files gone, as listed).
+
+    Its relative paths are read from the config's directory, else from where
+    they were read when the library was made: parsing checks that the files
+    exist, and only the other values are compared.
+    """
+    from xrmod.config import DEFAULT_SOURCE, parse_config
     from xrmod.errors import ConfigError, InputError
 
-    try:
-        return parse_config(
-            stored["config"],
-            source=f"the configuration stored in {path}",
-            base_dir=_creation_base(stored),
-        )
-    except ConfigError as e:
-        raise InputError(
-            f"cannot resume {path}: its configuration no longer loads here ({e}); use "
-            "--overwrite to start again, or choose another output"
-        ) from e
+    here = None if config.source_path == DEFAULT_SOURCE else Path(config.source_path).absolute()
+    error = None
+    for base in dict.fromkeys([here.parent if here else None, _creation_base(stored)]):
+        try:
+            return parse_config(
+                stored["config"], source=f"the configuration stored in {path}", base_dir=base
+            )
+        except ConfigError as e:
+            error = error or e
+    if differences:
+        return None  # it names files that are not there: the differences say so
+    raise InputError(
+        f"cannot resume {path}: its configuration no longer loads here ({error}); use "
+        "--overwrite to start again, or choose another output"
+    ) from error
 
 
 def _creation_base(stored: Mapping[str, str]) -> Path | None:
@@ -561,17 +606,12 @@ def _creation_base(stored: Mapping[str, str]) -> Path | None:
     recorded response path is that directory joined with the text of the
     config: the directory is what the path has before the text's parts.
     """
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        import tomli as tomllib
-
     try:
-        instrument = tomllib.loads(stored["config"]).get("instrument", {})
-    except tomllib.TOMLDecodeError:
-        return None  # parse_config says what is wrong
-    for key in ("arf", "rmf", "background"):
-        text = instrument.get(key, "") if isinstance(instrument, dict) else ""
+        instrument = _toml(stored["config"]).get("instrument", {})
+    except ValueError:  # a TOMLDecodeError: parse_config says what is wrong
+        return None
+    for key in _PATH_KEYS:
+        text = instrument.get(key, "")
         if not isinstance(text, str) or not text.strip():
             continue
         relative = Path(text).expanduser()
@@ -585,7 +625,7 @@ def _creation_base(stored: Mapping[str, str]) -> Path | None:
 
 
 def _config_differences(before: Config, after: Config) -> list[tuple[str, str, str]]:
-    """``(dotted key, library's value, config's value)`` of every differing parsed value."""
+    """``(dotted key, library's value, config's value)`` of every other differing value."""
     import dataclasses
 
     found = []
