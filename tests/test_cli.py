@@ -136,3 +136,174 @@ def test_init_writes_a_template_that_validates(tmp_path):
 def test_version(command):
     proc = _run(*command)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+# --------------------------------------------------------------------------- init
+
+
+def test_init_refuses_to_replace_a_file_like_any_input_error(tmp_path):
+    from xrmod.cli import main
+    from xrmod.errors import InputError
+
+    target = tmp_path / "mine.toml"
+    target.write_text("# mine\n")
+    _assert_input_error(_run("xrmod", "init", str(target)), "xrmod init: error:", str(target))
+    with pytest.raises(InputError, match="exists; use --force"):  # raised, not printed
+        main(["init", str(target), "--debug"])
+    assert target.read_text() == "# mine\n"
+    assert _run("xrmod", "init", str(target), "--force").returncode == 0
+    assert target.read_text() != "# mine\n"
+    missing = tmp_path / "no" / "such" / "dir.toml"
+    _assert_input_error(_run("xrmod", "init", str(missing)), "cannot write", str(missing))
+
+
+def _template_lines(section):
+    """The comment lines of *section* in the template, up to its first key."""
+    from xrmod.config import template_text
+
+    lines = template_text().splitlines()
+    start = lines.index(f"[{section}]") + 1
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        block.append(line)
+    return block
+
+
+def _names(listing):
+    """``"tbabs (nH), apec (kT, Abundanc)"`` -> ``["tbabs", "apec"]``."""
+    import re
+
+    return re.sub(r"\s*\([^)]*\)", "", listing).split(", ")
+
+
+def test_the_template_offers_exactly_the_registered_models():
+    from xrmod.config import parse_config, template_text
+    from xrmod.models import ABSORBERS, EMISSIONS
+
+    block = _template_lines("source")
+    (absorbers,) = [line.split("ABS", 1)[1].strip() for line in block if "#   ABS " in line]
+    (emissions,) = [line.split("EMIS", 1)[1].strip() for line in block if "#   EMIS " in line]
+    assert _names(absorbers) == list(ABSORBERS)
+    assert _names(emissions) == list(EMISSIONS)
+    assert "zapec" not in template_text()  # XSPEC has no such model (the config says so)
+    for absorber in _names(absorbers):
+        for emission in _names(emissions):
+            text = f'[source]\nmodel = "{absorber}*{emission}"\nredshift = 0.0\n'
+            text += "temperatures = 2.0\n[modifier.axes]\nmu = 1.0\nsigma = 0.5\namp = 0.1\n"
+            cfg = parse_config(text)
+            assert cfg.source.model == f"{absorber}*{emission}"
+
+
+def test_the_template_offers_exactly_the_registered_families():
+    import itertools
+    import re
+
+    from xrmod.config import parse_config
+    from xrmod.modifiers import families, get_family
+
+    block = _template_lines("modifier")
+    listed = {}
+    for line, following in itertools.pairwise(block):
+        match = re.match(r"#   ([a-z]+) {2,}(\S.*)$", line)
+        if match and "A'(E) = " in following:
+            listed[match[1]] = (_names(match[2]), following.split("A'(E) = ", 1)[1])
+    assert sorted(listed) == list(families())
+    for name, (parameters, formula) in listed.items():
+        family = get_family(name)
+        assert parameters == list(family.parameters), name
+        assert f"A'(E) = {formula}" == family.formula
+        axes = "".join(f"{p} = 1.0\n" for p in parameters)
+        text = f'[source]\ntemperatures = 2.0\n[modifier]\nfamily = "{name}"\n'
+        cfg = parse_config(text + f"[modifier.axes]\n{axes}")
+        assert cfg.modifier.family == name and cfg.modifier.names == family.parameters
+
+
+# --------------------------------------------------------------------------- info
+
+
+def _small_library(path):
+    from xrmod.grid import Grid
+    from xrmod.library import create_library
+
+    grid = Grid(
+        axes=(("mu", np.array([1.0, 2.5, 4.0])), ("sigma", np.array([0.5]))),
+        temperatures=np.array([2.0, 8.0]),
+    )
+    create_library(
+        path,
+        grid,
+        family="gaussian",
+        units={"mu": "keV", "sigma": "keV"},
+        attrs={
+            "band": [0.5, 10.0],
+            "exposure": 50000.0,
+            "error_delta": 2.706,
+            "seed": 20261127,
+            "arf": "/data/run/../pn.arf",
+            "rmf": "/data//pn.rmf",
+            "background": "",
+            "background_sha256": "",
+            "config_path": "./runs/cfg.toml",
+            "config": "[library]\nseed = 20261127\n\n[source]\n",
+        },
+    )
+    return path
+
+
+def test_info_prints_plain_numbers_and_normalised_paths(tmp_path, capsys):
+    from xrmod.cli import main
+
+    lib = _small_library(tmp_path / "lib.h5")
+    assert main(["info", str(tmp_path / "." / "lib.h5")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == str(lib)
+    for expected in (
+        "  band: 0.5–10 keV",
+        "  exposure: 50000 s",
+        "  error_delta: 2.706",
+        "  seed: 20261127",
+        "  arf: /data/pn.arf",
+        "  rmf: /data/pn.rmf",
+        "  background: none",
+        "  background_sha256: none",
+        "  config_path: runs/cfg.toml",
+        "    mu: 3 values 1 .. 4 keV",
+        "    sigma: 0.5 keV",  # a one-value axis: its value
+        "    temps: 2 values 2 .. 8 keV",
+    ):
+        assert expected in lines, f"{expected!r} not in\n{out}"
+    provenance = lines[1 : lines.index("  axes (in order):")]  # no numpy array anywhere
+    assert not [line for line in provenance if "[" in line or "  " in line.strip()], out
+    config = lines[lines.index("  config:") + 1 :]
+    assert config == ["    [library]", "    seed = 20261127", "", "    [source]"]
+
+
+def test_info_into_a_closed_pipe_ends_quietly(tmp_path):
+    """``xrmod info LIB | head``: no "internal error: BrokenPipeError", exit 141 (SIGPIPE)."""
+    import os
+
+    from xrmod.errors import EXIT_SIGPIPE
+
+    lib = _small_library(tmp_path / "lib.h5")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before xrmod writes: every write fails
+    try:
+        proc = subprocess.run(
+            [_exe("xrmod"), "info", str(lib)], stdout=write, stderr=subprocess.PIPE, timeout=120
+        )
+    finally:
+        os.close(write)
+    assert proc.returncode == EXIT_SIGPIPE == 141
+    assert proc.stderr == b""
+    # as a shell runs it: the first lines, nothing on stderr
+    shell = subprocess.run(
+        ["bash", "-c", f"'{_exe('xrmod')}' info '{lib}' | head -n 2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shell.stdout.splitlines() == [str(lib), "  arf: /data/pn.arf"]
+    assert shell.stderr == ""

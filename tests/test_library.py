@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
+from xrmod.analysis import describe, open_library
 from xrmod.grid import Grid
 from xrmod.library import (
     EXTRAS,
@@ -13,8 +14,6 @@ from xrmod.library import (
     LibraryWriter,
     UnitResult,
     create_library,
-    describe,
-    open_library,
 )
 from xrmod.status import Status
 

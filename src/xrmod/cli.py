@@ -19,7 +19,9 @@ code  meaning
 5     ``xrmod check-engines``: the engines disagree beyond
       ``--tolerance`` at some point
 130   interrupted by SIGINT (Ctrl-C): finished units kept, ``--resume``
-143   interrupted by SIGTERM (e.g. a batch time limit): same
+141   standard output closed by its reader (``xrmod info LIB | head``):
+      the output stops there, quietly, as for any command
+143   interrupted by SIGTERM (e.g. a batch time limit): same as 130
 ====  ==============================================================
 
 Under MPI (``mpirun -n N xrmod-gen``) every rank exits with the same code and
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +46,9 @@ from xrmod.errors import (
     EXIT_OK,
     EXIT_RUN,
     EXIT_SIGINT,
+    EXIT_SIGPIPE,
     EXIT_SIGTERM,
+    InputError,
     XrmodError,
 )
 
@@ -55,6 +60,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RUN",
     "EXIT_SIGINT",
+    "EXIT_SIGPIPE",
     "EXIT_SIGTERM",
     "gen_main",
     "main",
@@ -82,7 +88,12 @@ def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Na
     """Call *func*, turning project errors into one line on stderr and an exit code."""
     _setup_logging(getattr(args, "verbose", False))
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a reader gone away shows here, not in Python's exit
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_SIGPIPE
     except XrmodError as exc:
         if args.debug:
             raise
@@ -101,6 +112,19 @@ def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Na
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _discard_stdout() -> None:
+    """Send what is left for standard output to /dev/null: its reader has gone.
+
+    Python's advice for SIGPIPE (the :mod:`signal` docs): without it the
+    interpreter's last flush at exit fails again and prints an error.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
@@ -172,9 +196,11 @@ def _init(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if path.exists() and not args.force:
-        print(f"xrmod init: {path} exists; use --force to replace it", file=sys.stderr)
-        return EXIT_INPUT
-    path.write_text(template_text())
+        raise InputError(f"{path} exists; use --force to replace it")
+    try:
+        path.write_text(template_text())
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror}") from e
     log.info("wrote a commented configuration template to %s", path)
     return EXIT_OK
 
@@ -188,7 +214,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from xrmod.library import describe
+    from xrmod.analysis import describe
 
     print(describe(args.file))
     return EXIT_OK

@@ -748,5 +748,41 @@ def default_config_text() -> str:
 
 
 def template_text() -> str:
-    """A configuration template listing every key with its unit, default and allowed values."""
-    return _data_text("template.toml")
+    """A configuration template listing every key with its unit, default and allowed values.
+
+    The source models and the modifier families are filled in from their
+    registries (:data:`xrmod.models.ABSORBERS`, :data:`xrmod.models.EMISSIONS`,
+    :func:`xrmod.modifiers.families`): the template offers what a configuration
+    accepts, no more, no less.
+    """
+    from xrmod.models import ABSORBERS, EMISSIONS
+    from xrmod.modifiers import families, get_family
+
+    def component(c: Any) -> str:
+        return f"{c.name} ({', '.join(c.parameters)})" if c.parameters else c.name
+
+    def with_parameter(name: str) -> str:
+        return ", ".join(e for e, c in EMISSIONS.items() if name in c.parameters) or "none"
+
+    width = max(len(name) for name in families()) + 2
+    family_lines = []
+    for name in families():
+        family = get_family(name)
+        parameters = []
+        for p in family.parameters:
+            constraint = family.constraints.get(p)
+            notes = [n for n in (family.units[p], constraint.text if constraint else "") if n]
+            parameters.append(f"{p} ({', '.join(notes)})" if notes else p)
+        family_lines.append(f"#   {name:<{width}}{', '.join(parameters)}")
+        family_lines.append(f"#   {'':<{width}}{family.formula}")
+    fills = {
+        "ABSORBERS": ", ".join(component(c) for c in ABSORBERS.values()),
+        "EMISSIONS": ", ".join(component(c) for c in EMISSIONS.values()),
+        "REDSHIFT": with_parameter("Redshift"),
+        "ABUNDANCE": with_parameter("Abundanc"),
+        "FAMILIES": "\n".join(family_lines),
+    }
+    text = _data_text("template.toml")
+    for key, value in fills.items():
+        text = text.replace(f"@{key}@", value)
+    return text

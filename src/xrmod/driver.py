@@ -73,11 +73,14 @@ from xrmod.errors import EXIT_INTERNAL, EXIT_RUN, InputError, RunError, XrmodErr
 from xrmod.job import Job, load_job
 from xrmod.library import (
     LibraryWriter,
+    adopt_config,
     check_same_config,
     check_same_provenance,
+    check_same_responses,
     count_status,
     create_library,
     pending_units,
+    stored_config_text,
 )
 from xrmod.merge import (
     FLUSH_SECONDS,
@@ -572,11 +575,13 @@ def _plan(job: Job, *, overwrite: bool, resume: bool) -> _Plan:
         raise InputError(
             f"{path} exists; use --resume to continue it, or --overwrite to replace it"
         )
-    check_same_config(path, job.config.text)
+    check_same_config(path, job.config)
+    provenance = job.provenance()
+    check_same_responses(path, provenance)
     merged = 0
-    if leftovers:
+    if leftovers:  # written by the library's last run, tied to its config text
         start = time.perf_counter()
-        report = merge_rank_files(path, leftovers, job.grid, config_text=job.config.text)
+        report = merge_rank_files(path, leftovers, job.grid, config_text=stored_config_text(path))
         merged = report.units
         log.info(
             "merged %d unit(s) from %d rank file(s) of an interrupted run in %.2f s",
@@ -586,6 +591,7 @@ def _plan(job: Job, *, overwrite: bool, resume: bool) -> _Plan:
         )
         for p in leftovers:
             p.unlink()
+    adopt_config(path, provenance)  # this run's rank files are tied to its config text
     pending = pending_units(path, job.grid)
     import h5py
 

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RUN",
     "EXIT_SIGINT",
+    "EXIT_SIGPIPE",
     "EXIT_SIGTERM",
     "ConfigError",
     "EngineError",
@@ -37,6 +38,7 @@ EXIT_RUN = 4  #: the run stopped: a rank failed or died, the output could not be
 EXIT_DISAGREE = 5  #: ``check-engines``: the engines disagree
 EXIT_SIGINT = 130  #: stopped by SIGINT (Ctrl-C); ``--resume`` continues
 EXIT_SIGTERM = 143  #: stopped by SIGTERM; ``--resume`` continues
+EXIT_SIGPIPE = 141  #: standard output closed by its reader (``xrmod info LIB | head``)
 
 
 class XrmodError(Exception):

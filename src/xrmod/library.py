@@ -17,8 +17,8 @@ A failure of the point itself (the modified ARF negative −1 or non-finite
 −2, no counts −5, an unexpected error −10, not yet computed 0) is in both
 status datasets; a fit's own outcome (ok, −3, −4, −6) only in its own.
 Version 1 (xrmod before the per-fit status) had one ``status`` for both
-fits, the worse of the two, and no ``status_modified``: :func:`describe`
-and :func:`open_library` still read it, a resume refuses it.
+fits, the worse of the two, and no ``status_modified``: :mod:`xrmod.analysis`
+still reads it, a resume refuses it.
 
 Failed and not-yet-computed points hold NaN, never zeros. Every dataset is
 chunked so that one θ (one work unit) fills whole chunks, and its chunks are
@@ -34,29 +34,37 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.status import Status
 
+if TYPE_CHECKING:
+    from xrmod.config import Config
+    from xrmod.errors import InputError
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "RESULT_COLUMNS",
     "STATUS_DATASETS",
+    "STATUS_FITS",
     "LibraryWriter",
+    "adopt_config",
     "check_same_config",
     "check_same_provenance",
+    "check_same_responses",
     "count_status",
     "create_library",
-    "describe",
-    "open_library",
+    "decode_attr",
     "pending_units",
+    "stored_config_text",
 ]
 
 FORMAT_NAME = "xrmod-library"
@@ -441,13 +449,61 @@ def count_status(path: str | os.PathLike, grid: Any, name: str = "status") -> di
     return counts
 
 
-def check_same_config(path: str | os.PathLike, config_text: str) -> None:
+def decode_attr(value: Any) -> Any:
+    """An attribute value as Python reads it: bytes decoded, string arrays as lists of str."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    return value
+
+
+#: Root attributes that record where a run read its configuration and responses.
+_CONFIG_ATTRS = ("config", "config_path", "arf", "rmf", "background")
+#: The configuration's file paths (``instrument`` keys), compared as the files they name.
+_PATH_KEYS = ("arf", "rmf", "background")
+#: Parsed values not compared as values on resume: where the library is (it does not
+#: decide the results), what follows from the paths, and the paths themselves.
+_NOT_COMPARED = frozenset(
+    {"library.output", "instrument.bundled", *(f"instrument.{k}" for k in _PATH_KEYS)}
+)
+
+
+def _resume_error(path: str | os.PathLike, what: str) -> InputError:
+    from xrmod.errors import InputError
+
+    return InputError(
+        f"{path} {what}: refusing to resume it; use --overwrite to start again, "
+        "or choose another output"
+    )
+
+
+def stored_config_text(path: str | os.PathLike) -> str:
+    """The configuration text a library records (that of its last run)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return str(decode_attr(f.attrs.get("config", "")))
+
+
+def check_same_config(path: str | os.PathLike, config: Config) -> None:
     """Refuse to continue a library that was made from another configuration.
+
+    The *parsed* configurations are compared, not their text: comments, the
+    order of keys within a table, a default written out or left implicit do
+    not count. Every value that decides the results does, all but
+    ``library.output`` (where the library is), the order of
+    ``[modifier.axes]`` (the library's dimensions) included. A response path
+    is the same when its text is (wherever the config now is: a project
+    moved as a whole) or when it names the file the library was made from
+    (the resolved path it records); the files' contents are
+    :func:`check_same_responses`'s business.
 
     Raises
     ------
     xrmod.errors.InputError
-        *path* is not an xrmod library, or its stored config text differs.
+        *path* is not an xrmod library of this format, its stored configuration
+        no longer loads, or a value differs (every differing key named).
     """
     import h5py
 
@@ -458,11 +514,11 @@ def check_same_config(path: str | os.PathLike, config_text: str) -> None:
     except OSError as e:
         raise InputError(f"{path}: cannot resume, not a readable HDF5 file ({e})") from e
     with f:
-        if _plain(f.attrs.get("format")) != FORMAT_NAME:
+        if decode_attr(f.attrs.get("format")) != FORMAT_NAME:
             raise InputError(f"{path}: cannot resume, not an xrmod library")
         version = int(f.attrs.get("format_version", 0))
-        made_by = _plain(f.attrs.get("xrmod_version", "unknown"))
-        stored = str(_plain(f.attrs.get("config", "")))
+        made_by = decode_attr(f.attrs.get("xrmod_version", "unknown"))
+        stored = {key: str(decode_attr(f.attrs.get(key, ""))) for key in _CONFIG_ATTRS}
     if version != FORMAT_VERSION:
         raise InputError(
             f"{path} is an xrmod library of format version {version} (made by xrmod "
@@ -471,11 +527,187 @@ def check_same_config(path: str | os.PathLike, config_text: str) -> None:
             f"Finish it with xrmod {made_by}, or compute it again with --overwrite (or "
             "another output); 'xrmod info' still reads it"
         )
-    if stored != config_text:
-        raise InputError(
-            f"{path} was made from a different configuration (its stored config text "
-            "differs): refusing to resume it; use --overwrite to start again, or choose "
-            "another output"
+    if stored["config"] == config.text:
+        return  # the same text: the same configuration, its paths read from where it is
+    differences = _path_differences(stored, config)
+    before = _stored_config(path, stored, config, differences)
+    if before is not None:
+        differences += _config_differences(before, config)
+    if differences:
+        details = "; ".join(
+            f"key '{key}' differs: library has {was}, config has {now}"
+            for key, was, now in differences
+        )
+        raise _resume_error(path, f"was made from a different configuration ({details})")
+
+
+def _toml(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def _path_differences(stored: Mapping[str, str], config: Config) -> list[tuple[str, str, str]]:
+    """The response paths that are not the same: another text naming another file."""
+    try:
+        before = _toml(stored["config"]).get("instrument", {})
+        after = _toml(config.text).get("instrument", {})
+    except ValueError:  # a TOMLDecodeError: parsing the stored text says what is wrong
+        return []
+    found = []
+    for key in _PATH_KEYS:
+        if before.get(key, "") == after.get(key, ""):
+            continue
+        made = Path(stored[key]) if stored[key] else None  # the file the library used
+        now = getattr(config.instrument, key)
+        if not _same_value(made, now):
+            found.append((f"instrument.{key}", _show_value(made), _show_value(now)))
+    return found
+
+
+def _stored_config(
+    path: str | os.PathLike,
+    stored: Mapping[str, str],
+    config: Config,
+    differences: list[tuple[str, str, str]],
+) -> Config | None:
+    """The configuration a library records, parsed (None: it names files gone, as listed).
+
+    Its relative paths are read from the config's directory, else from where
+    they were read when the library was made: parsing checks that the files
+    exist, and only the other values are compared.
+    """
+    from xrmod.config import DEFAULT_SOURCE, parse_config
+    from xrmod.errors import ConfigError, InputError
+
+    here = None if config.source_path == DEFAULT_SOURCE else Path(config.source_path).absolute()
+    error = None
+    for base in dict.fromkeys([here.parent if here else None, _creation_base(stored)]):
+        try:
+            return parse_config(
+                stored["config"], source=f"the configuration stored in {path}", base_dir=base
+            )
+        except ConfigError as e:
+            error = error or e
+    if differences:
+        return None  # it names files that are not there: the differences say so
+    raise InputError(
+        f"cannot resume {path}: its configuration no longer loads here ({error}); use "
+        "--overwrite to start again, or choose another output"
+    ) from error
+
+
+def _creation_base(stored: Mapping[str, str]) -> Path | None:
+    """The directory the stored config's relative instrument paths were resolved against.
+
+    ``config_path`` may be relative to a working directory long gone, but each
+    recorded response path is that directory joined with the text of the
+    config: the directory is what the path has before the text's parts.
+    """
+    try:
+        instrument = _toml(stored["config"]).get("instrument", {})
+    except ValueError:  # a TOMLDecodeError: parse_config says what is wrong
+        return None
+    for key in _PATH_KEYS:
+        text = instrument.get(key, "")
+        if not isinstance(text, str) or not text.strip():
+            continue
+        relative = Path(text).expanduser()
+        recorded = Path(stored[key])
+        if relative.is_absolute() or len(recorded.parts) <= len(relative.parts):
+            continue
+        base = recorded.parents[len(relative.parts) - 1]
+        if str(base / relative) == stored[key]:
+            return base
+    return None
+
+
+def _config_differences(before: Config, after: Config) -> list[tuple[str, str, str]]:
+    """``(dotted key, library's value, config's value)`` of every other differing value."""
+    import dataclasses
+
+    found = []
+    for section in dataclasses.fields(before):
+        old, new = getattr(before, section.name), getattr(after, section.name)
+        if not dataclasses.is_dataclass(old):
+            continue  # source_path, text: not values of the job
+        for field in dataclasses.fields(old):
+            key = f"{section.name}.{field.name}"
+            was, now = getattr(old, field.name), getattr(new, field.name)
+            if key in _NOT_COMPARED:
+                continue
+            if key == "modifier.axes":
+                found.extend(_axes_differences(was, now))
+            elif not _same_value(was, now):
+                found.append((key, _show_value(was), _show_value(now)))
+    return found
+
+
+def _axes_differences(before: Any, after: Any) -> list[tuple[str, str, str]]:
+    names_before = [name for name, _ in before]
+    names_after = [name for name, _ in after]
+    if names_before != names_after:  # other axes, or another order of the library's dimensions
+        return [("modifier.axes", ", ".join(names_before), ", ".join(names_after))]
+    return [
+        (f"modifier.axes.{name}", _show_value(was), _show_value(now))
+        for (name, was), (_, now) in zip(before, after, strict=True)
+        if not _same_value(was, now)
+    ]
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
+    if isinstance(a, Path) and isinstance(b, Path):
+        return a.resolve() == b.resolve()
+    return a == b
+
+
+def _show_value(value: Any) -> str:
+    """A value as a message quotes it: numbers exactly (repr), long arrays shortened."""
+    if isinstance(value, np.ndarray):
+        items = [repr(float(v)) for v in value.ravel()]
+        if len(items) > 8:
+            return f"[{', '.join(items[:3])}, ..., {', '.join(items[-2:])}] ({len(items)} values)"
+        return f"[{', '.join(items)}]"
+    if isinstance(value, tuple):
+        return f"[{', '.join(repr(v) for v in value)}]"
+    if isinstance(value, Path):
+        return f"'{value}'"
+    if value is None:
+        return "none"
+    return repr(value)
+
+
+def check_same_responses(path: str | os.PathLike, provenance: Mapping[str, Any]) -> None:
+    """Refuse to continue a library whose responses have changed since it was made.
+
+    *provenance* is this run's (:meth:`xrmod.job.Job.provenance`): the SHA-256
+    of its ARF, RMF and background must be the library's, or the library
+    would mix points computed with two responses under one checksum.
+
+    Raises
+    ------
+    xrmod.errors.InputError
+        A checksum differs: the file and both checksums are named.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        stored = {key: decode_attr(f.attrs.get(key)) for key in provenance}
+    for key, label in (("arf", "ARF"), ("rmf", "RMF"), ("background", "background")):
+        was, now = stored.get(f"{key}_sha256"), provenance[f"{key}_sha256"]
+        if was == now:
+            continue
+        file = provenance[key] or "none"
+        made = stored.get(key) or "none"
+        where = "" if os.path.normpath(made) == os.path.normpath(file) else f" (then {made})"
+        raise _resume_error(
+            path,
+            f"was computed with another {label}: {file} has SHA-256 {now or 'none'}, "
+            f"the library's {label}{where} had {was or 'not recorded'}",
         )
 
 
@@ -496,7 +728,7 @@ def check_same_provenance(path: str | os.PathLike, attrs: Mapping[str, str]) -> 
     from xrmod.errors import InputError
 
     with h5py.File(path, "r") as f:
-        stored = {key: _plain(f.attrs.get(key)) for key in attrs}
+        stored = {key: decode_attr(f.attrs.get(key)) for key in attrs}
     for key, value in attrs.items():
         if key.endswith(("_origin", "_version")) and stored[key] != value:
             was = "not recorded" if stored[key] is None else repr(stored[key])
@@ -507,97 +739,17 @@ def check_same_provenance(path: str | os.PathLike, attrs: Mapping[str, str]) -> 
             )
 
 
-def open_library(path: str | os.PathLike):
-    """Open a library as an :class:`xarray.Dataset` with labelled dimensions.
+def adopt_config(path: str | os.PathLike, provenance: Mapping[str, Any]) -> None:
+    """Record in a library being resumed where this run read its configuration and responses.
 
-    Needs xarray (``pip install xrmod[xarray]``).
+    Called once the resume checks passed (the parsed configuration and the
+    responses' contents are the library's): the library then describes its
+    last run, as a new library made from this configuration would, and the
+    rank files this run writes, tied to its configuration text, belong to it.
     """
     import h5py
-    import xarray as xr
 
-    with h5py.File(path, "r") as f:
-        axes = [str(a) for a in f["PARAMS"].attrs["axes"]]
-        coords: dict[str, Any] = {a: f["PARAMS"][a][()] for a in axes}
-        lib = f["LIBRARY"]
-        coords["temps"] = lib["temps"][()]
-        if "realization" in lib:
-            coords["realization"] = lib["realization"][()]
-        coords["column"] = [str(c) for c in lib["results"].attrs["columns"]]
-        data = {}
-        for name, ds in lib.items():
-            if name in ("temps", "realization"):
-                continue
-            dims = [str(d) for d in ds.attrs["dims"]]
-            data[name] = (dims, ds[()], {k: _plain(v) for k, v in ds.attrs.items() if k != "dims"})
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        attrs["family"] = str(f["PARAMS"].attrs["family"])
-    return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _description(code: int) -> str:
-    try:
-        return Status(code).description
-    except ValueError:
-        return "unknown code (a newer xrmod?)"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
-    return value
-
-
-def describe(path: str | os.PathLike) -> str:
-    """Human-readable summary of a library: provenance, axes, completion, failures."""
-    import h5py
-
-    path = Path(path)
-    lines = [f"{path}"]
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        from xrmod.errors import InputError
-
-        raise InputError(f"{path}: not a readable HDF5 file ({e})") from e
-    with f:
-        if f.attrs.get("format") != FORMAT_NAME:
-            from xrmod.errors import InputError
-
-            raise InputError(f"{path}: not an xrmod library (no format attribute '{FORMAT_NAME}')")
-        for key in sorted(f.attrs):
-            if key in ("config", "status_codes"):
-                continue
-            lines.append(f"  {key}: {_plain(f.attrs[key])}")
-        params = f["PARAMS"]
-        lines.append(f"  family: {params.attrs['family']}")
-        lines.append("  axes (in order):")
-        for name in params.attrs["axes"]:
-            v = params[name][()]
-            unit = params[name].attrs.get("units", "")
-            lines.append(f"    {name}: {v.size} values {v.min():g} .. {v.max():g} {unit}".rstrip())
-        temps = f["LIBRARY/temps"][()]
-        lines.append(f"    temps: {temps.size} values {temps.min():g} .. {temps.max():g} keV")
-        lib = f["LIBRARY"]
-        status = lib["status"][()]
-        lines.append(f"  points: {status.size}, shape {status.shape}")
-        if "status_modified" not in lib:  # format version 1: one status for both fits
-            lines.append("  status (format version 1: one status for both fits, the worse):")
-            codes, counts = np.unique(status, return_counts=True)
-            for code, count in zip(codes.tolist(), counts.tolist(), strict=True):
-                lines.append(f"    status {code:>3}: {count:>8}  {_description(code)}")
-        else:
-            per_fit = {}
-            for name in STATUS_DATASETS:
-                codes, counts = np.unique(lib[name][()], return_counts=True)
-                per_fit[name] = dict(zip(codes.tolist(), counts.tolist(), strict=True))
-            heads = "".join(f"{STATUS_FITS[name]:>9}" for name in STATUS_DATASETS)
-            lines.append("  status per fit (points with each code):")
-            lines.append(f"    {'':11}{heads}")
-            for code in sorted(set().union(*per_fit.values())):
-                cells = "".join(f"{per_fit[name].get(code, 0):>9}" for name in STATUS_DATASETS)
-                lines.append(f"    status {code:>3}: {cells}  {_description(code)}")
-        lines.append("  config:")
-        lines.extend("    " + line for line in str(_plain(f.attrs.get("config", ""))).splitlines())
-    return "\n".join(lines)
+    with h5py.File(path, "r+") as f:
+        for key in _CONFIG_ATTRS:
+            if decode_attr(f.attrs.get(key)) != provenance[key]:
+                f.attrs[key] = provenance[key]

@@ -1,0 +1,14 @@
+"""The analysis part: reading finished libraries.
+
+What is built on a library rather than into it lives here: the labelled
+arrays of :func:`open_library`, the summary of :func:`describe` (``xrmod
+info``), and next the plots, the emulator and the inference. The file format
+itself is :mod:`xrmod.library`'s; this package only reads it.
+"""
+
+from __future__ import annotations
+
+from xrmod.analysis.dataset import open_library
+from xrmod.analysis.describe import describe
+
+__all__ = ["describe", "open_library"]
