@@ -15,15 +15,16 @@ from fake_engine import assert_same_library, expected_point, read_library, use_f
 from mpirun_helpers import FAKE_CONFIG, WRITERS, error_lines, gen, needs_mpirun
 
 from xrmod import driver
+from xrmod.driver.comm import LAUNCH_MARKERS, world
+from xrmod.driver.writers import flush_seconds
 from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.errors import InputError, RunError
 from xrmod.grid import Grid
 from xrmod.job import load_job
-from xrmod.library import count_status, create_library, pending_units
+from xrmod.library import count_status, create_library, pending_units, theta_runs
 from xrmod.merge import (
     RankFileWriter,
     _row_checksums,
-    _theta_runs,
     find_rank_files,
     merge_rank_files,
     rank_file_path,
@@ -201,9 +202,9 @@ def test_progress_log_lines(fake, tmp_path, caplog):
 
 
 def test_serial_without_a_launcher(monkeypatch):
-    for name in driver._LAUNCH_MARKERS:
+    for name in LAUNCH_MARKERS:
         monkeypatch.delenv(name, raising=False)
-    comm = driver._world()
+    comm = world()
     assert (comm.rank, comm.size) == (0, 1)
     assert driver.world_rank() == 0
 
@@ -213,7 +214,7 @@ def test_launched_on_several_ranks_without_mpi4py(monkeypatch):
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     with pytest.raises(InputError, match=r"mpi4py is not installed"):
-        driver._world()
+        world()
     assert driver.world_rank() == 1
 
 
@@ -479,19 +480,19 @@ def test_row_checksum_is_the_crc_of_start_then_each_field():
 
 def test_merge_writes_runs_of_theta_within_a_row_of_the_last_axis():
     covered = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
-    assert _theta_runs(covered, 10, last=4) == [(10, 12), (13, 16), (16, 18)]
-    assert _theta_runs(np.ones(8, dtype=bool), 0, last=8) == [(0, 8)]
+    assert theta_runs(10 + np.flatnonzero(covered), last=4) == [(10, 12), (13, 16), (16, 18)]
+    assert theta_runs(np.flatnonzero(np.ones(8, dtype=bool)), last=8) == [(0, 8)]
 
 
 def test_flush_seconds_from_the_environment(monkeypatch):
     monkeypatch.delenv(driver.FLUSH_ENV, raising=False)
-    assert driver._flush_seconds() == 2.0
+    assert flush_seconds() == 2.0
     monkeypatch.setenv(driver.FLUSH_ENV, "0.5")
-    assert driver._flush_seconds() == 0.5
+    assert flush_seconds() == 0.5
     for bad in ("-1", "soon", "nan"):
         monkeypatch.setenv(driver.FLUSH_ENV, bad)
         with pytest.raises(InputError, match="XRMOD_FLUSH_SECONDS must be a number of seconds"):
-            driver._flush_seconds()
+            flush_seconds()
 
 
 # --------------------------------------------------------------------------- under mpirun
