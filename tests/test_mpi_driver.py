@@ -3,6 +3,7 @@
 Each test runs on every rank at once; a shared directory comes from rank 0.
 """
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -154,3 +155,28 @@ def test_agree_raises_the_same_error_everywhere(comm):
         agree(comm, fail_on_rank_1)
     assert agree(comm, lambda: comm.rank) == comm.rank
     assert np.all(on_root(comm, lambda: np.arange(3)) == np.arange(3))
+
+
+class _RaisingHandler(logging.Handler):
+    """What logging.FileHandler(delay=True) does when its file cannot be opened: raise."""
+
+    def emit(self, record):
+        raise PermissionError("the log file cannot be opened")
+
+
+def test_agree_is_reached_by_every_rank_even_when_logging_raises(comm):
+    logger = logging.getLogger("xrmod")
+    handler = _RaisingHandler(level=logging.ERROR)
+    logger.addHandler(handler)
+
+    def fail_on_rank_1():
+        if comm.rank == 1:
+            raise ValueError("boom")  # agree logs it: the handler raises on rank 1
+        return comm.rank
+
+    try:
+        with pytest.raises(RunError, match=r"^rank 1 \(.*\): internal error: ValueError: boom"):
+            agree(comm, fail_on_rank_1)
+    finally:
+        logger.removeHandler(handler)
+    assert comm.allgather(comm.rank) == list(range(comm.size))  # every rank still in step

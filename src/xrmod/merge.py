@@ -174,7 +174,10 @@ class RankFileWriter:
         self.path = Path(path)
         p = grid.points_per_theta
         k = max(1, _CHUNK_BYTES // (24 * p))  # rows per chunk
-        self._file = h5py.File(self.path, "w", libver="latest")
+        # no chunk cache: a write that fails (a full disk) fails at once, with nothing
+        # left dirty in HDF5's cache (HDF5 2.0 crashes closing a file with dirty chunks
+        # it cannot write)
+        self._file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=0)
         f = self._file
         f.attrs["format"] = RANKFILE_FORMAT
         f.attrs["format_version"] = RANKFILE_VERSION
@@ -215,6 +218,11 @@ class RankFileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the file is closed (a close that failed may leave it open)."""
+        return not self._file.id.valid
 
     @property
     def rows(self) -> int:

@@ -143,7 +143,8 @@ def error_info(exc: BaseException) -> tuple[str, int]:
         return str(exc), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)", EXIT_SIGINT
-    return f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL
+    text = " ".join(str(exc).split())  # one line (HDF5's messages span several)
+    return f"internal error: {type(exc).__name__}: {text}", EXIT_INTERNAL
 
 
 def raise_if_any(comm: Comm, error: tuple[str, int] | None) -> None:

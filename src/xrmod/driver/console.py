@@ -232,7 +232,7 @@ class RankLog:
     @property
     def written(self) -> bool:
         """Whether this run wrote to the rank log."""
-        return self._handler is not None and self._handler.opened
+        return self._handler is not None and self._handler.opened and not self._handler.failed
 
     def close(self) -> None:
         """Detach the rank log and the console filters (never raises)."""

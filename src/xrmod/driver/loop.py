@@ -329,21 +329,27 @@ def _run_engine(
             fatal = next(((o.rank, o.host, *o.fatal) for o in outcomes if o.fatal), None)
             finished = sum(o.units for o in outcomes)
             complete = fatal is None and signum is None and finished == len(units)
-            writer.close(complete)
             if bar is not None:
                 bar.close()
-            code = on_root(
-                comm,
-                _conclude,
-                job,
-                writer,
-                complete=complete,
-                failed=fatal is not None,
-                outcomes=outcomes,
-                elapsed=elapsed,
-                total=total,
-                signum=signum,
-            )
+            try:
+                writer.close(complete)
+                code = on_root(
+                    comm,
+                    _conclude,
+                    job,
+                    writer,
+                    complete=complete,
+                    failed=fatal is not None,
+                    outcomes=outcomes,
+                    elapsed=elapsed,
+                    total=total,
+                    signum=signum,
+                )
+            except RunError as exc:  # raised on every rank alike
+                if fatal is None and exc.exit_code != EXIT_INTERNAL:
+                    raise
+                # the output failed after the loop: a run failure (4), like one during it
+                fatal = fatal or (0, "", str(exc), EXIT_INTERNAL)
         finally:
             counter.close()
             if bar is not None:
@@ -352,7 +358,7 @@ def _run_engine(
         writer.abort()  # normally closed already; after an error keep what is batched
     if fatal is not None:
         rank, where, message, error_code = fatal
-        prefix = f"rank {rank} ({where}): " if comm.size > 1 else ""
+        prefix = f"rank {rank} ({where}): " if comm.size > 1 and where else ""
         raise RunError(
             f"{prefix}{message}; every finished unit is in {job.output}: continue with --resume",
             exit_code=EXIT_RUN if error_code == EXIT_INTERNAL else error_code,

@@ -264,6 +264,10 @@ class MergeWriter(Writer):
     def collect(self, written: int, *, failed: bool) -> float:
         """Rank 0: merge the rank files into the library, then remove them; seconds.
 
+        Rank 0's own rank file is left out if it failed to close and is still
+        open (a full disk): HDF5 would read it through the half-closed handle;
+        it is kept, and ``--resume`` merges it in a new process.
+
         Raises
         ------
         xrmod.errors.RunError
@@ -274,6 +278,8 @@ class MergeWriter(Writer):
         path = self.job.output
         files = [rank_file_path(path, rank) for rank in range(self.comm.size)]
         files = [p for p in files if p.exists()]
+        if self._sink is not None and not self._sink.closed:
+            files = [p for p in files if p != self._sink.path]
         start = time.perf_counter()
         report = merge_rank_files(path, files, self.job.grid, config_text=self.job.config.text)
         seconds = time.perf_counter() - start
