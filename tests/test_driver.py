@@ -36,7 +36,7 @@ from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.errors import EXIT_INPUT, EXIT_RUN, EXIT_SIGTERM, InputError, RunError
 from xrmod.grid import Grid
 from xrmod.job import load_job
-from xrmod.library import count_status, create_library, pending_units, theta_runs
+from xrmod.library import count_status, create_library, pending_units, theta_runs, unit_bytes
 from xrmod.merge import (
     RankFileWriter,
     _row_checksums,
@@ -885,3 +885,42 @@ def test_a_full_disk_under_mpirun_ends_with_one_message_and_exit_4(tmp_path, sma
     assert len(lines) == 1 and "[Errno 28]" in lines[0] and "--resume" in lines[0], proc.stderr
     assert "Logging error" not in proc.stderr
     assert "Segmentation fault" not in proc.stderr and "signal 11" not in proc.stderr
+
+
+def _merge_peak(tmp_path, n_theta):
+    """Peak memory (bytes, numpy and Python) of merging two rank files of *n_theta* θ."""
+    import tracemalloc
+
+    import dask.threaded  # noqa: F401  (imported before measuring)
+
+    axes = [("b", np.arange(n_theta / 20)), ("a", np.arange(20.0))]
+    grid = Grid(axes=axes, temperatures=np.arange(1.0, 11.0))
+    out = tmp_path / f"lib{n_theta}.h5"
+    _library(out, grid)
+    p = grid.points_per_theta
+    paths = [rank_file_path(out, r) for r in range(2)]
+    writers = [
+        RankFileWriter(path, grid, config_text="cfg", rank=r) for r, path in enumerate(paths)
+    ]
+    ranks = np.random.default_rng(1).integers(0, 2, n_theta)  # as the counter hands out
+    for theta in range(n_theta):
+        writers[ranks[theta]].write(UnitResult.failed(theta * p, (theta + 1) * p, Status.OK))
+    for w in writers:
+        w.close()
+    tracemalloc.start()
+    try:
+        report = merge_rank_files(out, paths, grid, config_text="cfg", block_bytes=1 << 18)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.units == n_theta and pending_units(out, grid).size == 0
+    return peak
+
+
+def test_merge_memory_follows_the_block_size_not_the_grid(tmp_path):
+    small, large = _merge_peak(tmp_path, 2_000), _merge_peak(tmp_path, 16_000)
+    # 14,000 θ more (13 MB of rows): only the per-θ index grows (~50 bytes a θ), not the
+    # blocks in flight
+    rows = 14_000 * unit_bytes(10)  # 10 temperatures a θ
+    assert large - small < rows / 10, (small, large)
+    assert large < 4 << 20, large  # a few blocks of 256 kB

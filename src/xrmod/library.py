@@ -326,7 +326,10 @@ class UnitBatch:
         self.per_theta = int(per_theta)
         self.flush_seconds = float(flush_seconds)
         self._clock = clock
+        # with no wait every unit is due at once: a buffer of one unit
         capacity = max(1, int(flush_bytes) // unit_bytes(self.per_theta))
+        if self.flush_seconds <= 0:
+            capacity = 1
         self._starts = np.empty(capacity, dtype=np.int64)
         self._values = {
             name: np.empty((capacity, self.per_theta, *shape), dtype=dtype)
@@ -371,11 +374,17 @@ class UnitBatch:
 
 
 class _BlockWriter:
-    """Write runs of whole θ of one dataset in one H5Dwrite, through h5py's low level.
+    """Write runs of whole θ of one dataset through h5py's low level, in few H5Dwrite calls.
 
-    h5py's ``ds[index] = values`` costs ~0.2 ms a call in selection handling;
-    this selects every run of a batch as one hyperslab and writes them at once.
+    h5py's ``ds[index] = values`` costs ~0.2 ms a call in selection handling.
+    Here a long run is one regular hyperslab written on its own, and the
+    short runs of a batch are one union of hyperslabs written at once (HDF5
+    maps an irregular selection chunk by chunk, ~3x the cost per θ of a
+    regular one, but saves a call per run).
     """
+
+    #: Runs of at least this many θ are written alone (measured: the break-even is ~4).
+    LONG_RUN = 4
 
     def __init__(self, ds: Any, n_lead: int):
         from h5py import h5s
@@ -385,25 +394,44 @@ class _BlockWriter:
         self._n_lead = n_lead
         self._space = self._id.get_space()
         self._tail = self._space.shape[n_lead:]
-        self._or = h5s.SELECT_OR
+        self._memory = h5s.create_simple((1,) * n_lead + self._tail)  # the last write's shape
+
+    def _count(self, n: int) -> tuple[int, ...]:
+        return (1,) * (self._n_lead - 1) + (n, *self._tail)
+
+    def _write(self, arr: np.ndarray) -> None:
+        from h5py import h5s
+
+        if self._memory.shape != arr.shape:
+            self._memory = h5s.create_simple(arr.shape)
+        self._id.write(self._memory, self._space, arr)
 
     def write_many(self, runs: list[tuple[tuple[int, ...], int]], values: np.ndarray) -> None:
-        """Store *values* (one row a θ, in run order) at *runs*, in one write.
+        """Store *values* (one row a θ, in run order) at *runs*.
 
         A run is (leading index of its first θ, θ in it along the last
-        leading axis); runs in increasing order (HDF5 maps the memory buffer
-        to the selection in file order).
+        leading axis); runs in increasing order (HDF5 maps a memory buffer to
+        a selection in file order).
         """
         from h5py import h5s
 
         arr = np.ascontiguousarray(values, dtype=self.dtype).reshape(-1, *self._tail)
         zeros = (0,) * len(self._tail)
-        for i, (lead, n) in enumerate(runs):
-            count = (1,) * (self._n_lead - 1) + (n, *self._tail)
-            self._space.select_hyperslab(
-                (*lead, *zeros), count, op=self._or if i else h5s.SELECT_SET
-            )
-        self._id.write(h5s.create_simple(arr.shape), self._space, arr)
+        short: list[tuple[tuple[int, ...], int, int]] = []
+        offset = 0
+        for lead, n in runs:
+            if n >= self.LONG_RUN or len(runs) == 1:  # a buffer of the selection's own shape
+                self._space.select_hyperslab((*lead, *zeros), self._count(n))
+                self._write(arr[offset : offset + n].reshape(self._count(n)))
+            else:
+                short.append((lead, n, offset))
+            offset += n
+        if short:
+            for i, (lead, n, _) in enumerate(short):
+                op = h5s.SELECT_OR if i else h5s.SELECT_SET
+                self._space.select_hyperslab((*lead, *zeros), self._count(n), op=op)
+            rows = np.concatenate([np.arange(o, o + n) for _, n, o in short])
+            self._write(arr if rows.size == len(arr) else arr[rows])
 
 
 class LibraryWriter:
@@ -431,10 +459,8 @@ class LibraryWriter:
         units wait in memory (under MPI-IO a batch costs a quarter of a
         write per unit) until a batch is due (:class:`UnitBatch`), and on
         :meth:`flush` / :meth:`close`.
-    flush_bytes : int
-        Size of the batch.
-    clock : callable
-        Monotonic time in seconds (for tests).
+    flush_bytes, clock
+        The batch's size and clock (:class:`UnitBatch`).
     """
 
     def __init__(
@@ -514,12 +540,15 @@ class LibraryWriter:
         starts = np.asarray(starts, dtype=np.int64)
         if not starts.size:
             return
-        order = np.argsort(starts, kind="stable")
-        sorted_already = bool((order == np.arange(order.size)).all())
-        theta = starts[order] // self._per_theta
-        runs = [(self._lead(a), b - a) for a, b in theta_runs(theta, self.grid.theta_shape[-1])]
+        order = None if (np.diff(starts) > 0).all() else np.argsort(starts, kind="stable")
+        theta = (starts if order is None else starts[order]) // self._per_theta
+        if theta.size == 1:  # the direct writer: one unit at a time
+            runs = [(self._lead(int(theta[0])), 1)]
+        else:
+            last = self.grid.theta_shape[-1]
+            runs = [(self._lead(a), b - a) for a, b in theta_runs(theta, last)]
         for name in UNIT_FIELDS:
-            block = values[name] if sorted_already else values[name][order]
+            block = values[name] if order is None else values[name][order]
             self._blocks[name].write_many(runs, block)
 
     def flush(self) -> None:

@@ -11,7 +11,8 @@ so it stays readable if its process is killed, and every row carries a
 CRC-32 of its contents: a row half-written when the process died is found
 and dropped (its θ is computed again), never merged.
 
-Finished units are buffered in memory and written in batches: a batch is
+Finished units are buffered in memory and written in batches, by the policy
+of every batched writer (:class:`xrmod.library.UnitBatch`): a batch is
 flushed to the file when the first unit after it has waited
 ``flush_seconds`` (default 2 s) since the previous flush, when the buffer
 holds ``flush_bytes`` (default 4 MB), and always when the writer closes
@@ -150,12 +151,9 @@ class RankFileWriter:
         The job's configuration text (its SHA-256 is stored).
     rank : int
         This rank's number (stored).
-    flush_seconds : float
-        Longest time a finished unit waits in memory (0: flush every unit).
-    flush_bytes : int
-        Size of the buffer: a full buffer is flushed (at least one unit).
-    clock : callable
-        Monotonic time in seconds (for tests).
+    flush_seconds, flush_bytes, clock
+        When a batch is due (:class:`xrmod.library.UnitBatch`); ``flush_seconds=0``
+        writes every unit at once.
     """
 
     def __init__(
@@ -342,28 +340,35 @@ class _Block:
 
 
 def _read_block(
-    readers: list[_RankFileReader], wanted: list[tuple[int, np.ndarray, np.ndarray]], p: int
+    readers: list[_RankFileReader],
+    source: np.ndarray,
+    row: np.ndarray,
+    t0: int,
+    t1: int,
+    p: int,
 ) -> _Block:
-    """Task: read the rows of one block from the rank files and check their checksums.
+    """Task: read θ *t0* to *t1* from the rank files and check their checksums.
 
-    *wanted* lists, per rank file (its index in *readers*), the θ to take
-    from it and their rows (increasing).
+    *source* gives each θ's rank file (its index in *readers*, -1: none),
+    *row* its row there.
     """
-    theta, damaged = [], []
-    values: dict[str, list[np.ndarray]] = {name: [] for name in _FIELDS}
-    for i, thetas, rows in wanted:
-        fields, good = readers[i].read(rows)
-        theta.append(thetas[good])
-        damaged.extend(thetas[~good].tolist())
+    src = source[t0:t1]
+    theta = t0 + np.flatnonzero(src >= 0)
+    values = {
+        name: np.empty((theta.size, p, *UNIT_FIELDS[name][1]), dtype=UNIT_FIELDS[name][0])
+        for name in _FIELDS
+    }
+    good = np.ones(theta.size, dtype=bool)
+    for i in np.unique(src[src >= 0]):
+        at = np.flatnonzero(source[theta] == i)  # positions in the block, θ order
+        order = np.argsort(row[theta[at]])  # a rank file is read in row order
+        fields, ok = readers[int(i)].read(row[theta[at[order]]])
         for name in _FIELDS:
-            values[name].append(fields[name][good])
-    t = np.concatenate(theta)
-    order = np.argsort(t)
-    return _Block(
-        starts=t[order] * p,
-        values={name: np.concatenate(parts)[order] for name, parts in values.items()},
-        damaged=damaged,
-    )
+            values[name][at[order]] = fields[name]
+        good[at[order]] = ok
+    if not good.all():
+        values = {name: v[good] for name, v in values.items()}
+    return _Block(starts=theta[good] * p, values=values, damaged=theta[~good].tolist())
 
 
 def _store_block(writer: LibraryWriter, block: _Block, lock: threading.Lock) -> list[int]:
@@ -439,15 +444,10 @@ def merge_rank_files(
             read, store = dask.delayed(_read_block), dask.delayed(_store_block)
             tasks = []
             for t0 in range(0, grid.n_theta, block):
-                src = source[t0 : t0 + block]
-                wanted = []
-                for i in np.unique(src[src >= 0]):
-                    thetas = t0 + np.flatnonzero(src == i)
-                    order = np.argsort(row[thetas])  # a rank file is read in row order
-                    wanted.append((int(i), thetas[order], row[thetas[order]]))
-                if wanted:
-                    rows = read(readers, wanted, p, dask_key_name=f"merge-read-{t0}")
-                    tasks.append(store(writer, rows, lock, dask_key_name=f"merge-store-{t0}"))
+                t1 = min(t0 + block, grid.n_theta)
+                if (source[t0:t1] >= 0).any():
+                    rows = read(readers, source, row, t0, t1, p, dask_key_name=f"read-{t0}")
+                    tasks.append(store(writer, rows, lock, dask_key_name=f"store-{t0}"))
             # No order between blocks is needed: the rank files are removed only
             # after a complete merge, and --resume merges them again first.
             done = dask.compute(*tasks, scheduler="threads", num_workers=workers)
