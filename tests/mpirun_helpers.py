@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -56,8 +57,8 @@ def env(**extra: str) -> dict[str, str]:
     return out
 
 
-def command(ranks: int, *args: str, fake: bool = True) -> list[str]:
-    """``[mpirun -n R] (python -m fake_engine | xrmod-gen) ARGS``; ranks = 0: no mpirun."""
+def command(ranks: int, *args: str, fake: bool = True, prefix: Sequence[str] = ()) -> list[str]:
+    """``[PREFIX] [mpirun -n R] (python -m fake_engine | xrmod-gen) ARGS``; ranks = 0: no mpirun."""
     if fake:
         program = [sys.executable, "-m", "fake_engine"]
     else:
@@ -65,13 +66,20 @@ def command(ranks: int, *args: str, fake: bool = True) -> list[str]:
         assert exe, "xrmod-gen is not on PATH: is xrmod installed?"
         program = [exe]
     launcher = [shutil.which(MPIRUN) or MPIRUN, "-n", str(ranks)] if ranks else []
-    return [*launcher, *program, *args]
+    return [*prefix, *launcher, *program, *args]
 
 
-def gen(ranks: int, *args: str, fake: bool = True, timeout: float = 300, **extra: str):
+def gen(
+    ranks: int,
+    *args: str,
+    fake: bool = True,
+    timeout: float = 300,
+    prefix: Sequence[str] = (),
+    **extra: str,
+):
     """Run to the end; the CompletedProcess."""
     return subprocess.run(
-        command(ranks, *args, fake=fake),
+        command(ranks, *args, fake=fake, prefix=prefix),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -79,10 +87,10 @@ def gen(ranks: int, *args: str, fake: bool = True, timeout: float = 300, **extra
     )
 
 
-def start(ranks: int, *args: str, **extra: str) -> subprocess.Popen:
+def start(ranks: int, *args: str, prefix: Sequence[str] = (), **extra: str) -> subprocess.Popen:
     """Start a fake-engine job in the background (its own session)."""
     return subprocess.Popen(
-        command(ranks, *args),
+        command(ranks, *args, prefix=prefix),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -118,3 +126,18 @@ def descendants(pid: int) -> list[int]:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "xrmod-gen: error:" in line]
+
+
+def without_dac_override() -> list[str]:
+    """A command prefix that makes root obey file permissions (as any user does), or [].
+
+    Root ignores a file's mode (CAP_DAC_OVERRIDE); ``setpriv`` drops that
+    capability for the launched job. [] when not root; skips the test when
+    root cannot drop it here.
+    """
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override"]
+    if not shutil.which("setpriv") or subprocess.run([*prefix, "true"]).returncode != 0:
+        pytest.skip("running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here")
+    return prefix

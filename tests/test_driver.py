@@ -4,7 +4,12 @@ Multi-rank runs launched with mpirun are in test_resume.py; tests that run
 inside an MPI job are in test_mpi_driver.py.
 """
 
+import errno
 import logging
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import zlib
 
@@ -12,18 +17,29 @@ import h5py
 import numpy as np
 import pytest
 from fake_engine import assert_same_library, expected_point, read_library, use_fake_engine
-from mpirun_helpers import FAKE_CONFIG, WRITERS, error_lines, gen, needs_mpirun
+from mpirun_helpers import (
+    FAKE_CONFIG,
+    WRITERS,
+    error_lines,
+    gen,
+    needs_mpirun,
+    start,
+    wait_for,
+    without_dac_override,
+)
 
 from xrmod import driver
+from xrmod.driver.comm import LAUNCH_MARKERS, world
+from xrmod.driver.console import Progress, QuietFileHandler
+from xrmod.driver.writers import flush_seconds
 from xrmod.engines.base import EXTRAS, UnitResult
-from xrmod.errors import InputError, RunError
+from xrmod.errors import EXIT_INPUT, EXIT_RUN, EXIT_SIGTERM, InputError, RunError
 from xrmod.grid import Grid
 from xrmod.job import load_job
-from xrmod.library import count_status, create_library, pending_units
+from xrmod.library import count_status, create_library, pending_units, theta_runs, unit_bytes
 from xrmod.merge import (
     RankFileWriter,
     _row_checksums,
-    _theta_runs,
     find_rank_files,
     merge_rank_files,
     rank_file_path,
@@ -201,9 +217,9 @@ def test_progress_log_lines(fake, tmp_path, caplog):
 
 
 def test_serial_without_a_launcher(monkeypatch):
-    for name in driver._LAUNCH_MARKERS:
+    for name in LAUNCH_MARKERS:
         monkeypatch.delenv(name, raising=False)
-    comm = driver._world()
+    comm = world()
     assert (comm.rank, comm.size) == (0, 1)
     assert driver.world_rank() == 0
 
@@ -213,7 +229,7 @@ def test_launched_on_several_ranks_without_mpi4py(monkeypatch):
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     with pytest.raises(InputError, match=r"mpi4py is not installed"):
-        driver._world()
+        world()
     assert driver.world_rank() == 1
 
 
@@ -479,19 +495,19 @@ def test_row_checksum_is_the_crc_of_start_then_each_field():
 
 def test_merge_writes_runs_of_theta_within_a_row_of_the_last_axis():
     covered = np.array([1, 1, 0, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
-    assert _theta_runs(covered, 10, last=4) == [(10, 12), (13, 16), (16, 18)]
-    assert _theta_runs(np.ones(8, dtype=bool), 0, last=8) == [(0, 8)]
+    assert theta_runs(10 + np.flatnonzero(covered), last=4) == [(10, 12), (13, 16), (16, 18)]
+    assert theta_runs(np.flatnonzero(np.ones(8, dtype=bool)), last=8) == [(0, 8)]
 
 
 def test_flush_seconds_from_the_environment(monkeypatch):
     monkeypatch.delenv(driver.FLUSH_ENV, raising=False)
-    assert driver._flush_seconds() == 2.0
+    assert flush_seconds() == 2.0
     monkeypatch.setenv(driver.FLUSH_ENV, "0.5")
-    assert driver._flush_seconds() == 0.5
+    assert flush_seconds() == 0.5
     for bad in ("-1", "soon", "nan"):
         monkeypatch.setenv(driver.FLUSH_ENV, bad)
         with pytest.raises(InputError, match="XRMOD_FLUSH_SECONDS must be a number of seconds"):
-            driver._flush_seconds()
+            flush_seconds()
 
 
 # --------------------------------------------------------------------------- under mpirun
@@ -647,3 +663,264 @@ def test_engine_is_closed_after_the_run(fake, tmp_path, monkeypatch, fail):
     else:
         assert driver.run(job, progress=False) == 0
     assert len(closed) == 1
+
+
+# --------------------------------------------------------------------------- failure policy
+class _FullDisk:
+    """A file on a full disk: every write and flush fails with ENOSPC."""
+
+    def write(self, *args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    flush = close = write
+
+
+def _quiet_logger(handler):
+    logger = logging.getLogger("xrmod.test-quiet")
+    logger.propagate = False
+    logger.addHandler(handler)
+    return logger
+
+
+@pytest.mark.parametrize("how", ["unopenable", "full-disk"])
+def test_a_log_file_that_fails_never_raises_and_says_so_once(tmp_path, monkeypatch, capfd, how):
+    path = tmp_path / "missing-directory" / "x.log"  # cannot be opened, even by root
+    if how == "full-disk":
+        path = tmp_path / "x.log"
+        monkeypatch.setattr(logging.FileHandler, "_open", lambda self: _FullDisk())
+    handler = QuietFileHandler(path)
+    logger = _quiet_logger(handler)
+    try:
+        for k in range(50):
+            logger.error("record %d", k)  # before: raised (unopenable), or a traceback each
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    err = capfd.readouterr().err
+    assert err.count("cannot write the log") == 1 and str(path) in err, err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert handler.failed
+
+
+def test_a_bar_that_cannot_be_drawn_does_not_stop_the_run(caplog):
+    class Broken:
+        def update(self, n):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            raise OSError(errno.EBADF, "closed")
+
+    bar = Progress(10, enabled=False)
+    bar._bar = Broken()  # as tqdm would be on a terminal whose stderr breaks
+    with caplog.at_level(logging.INFO, logger="xrmod"):
+        bar.show(5, 0, force=True)
+        bar.show(10, 0)  # now as log lines
+        bar.close()
+    assert "the progress bar failed" in caplog.text
+    assert "10/10 points (100%)" in caplog.text
+
+
+def test_a_full_disk_ends_the_run_with_one_error_and_exit_4(fake, tmp_path, monkeypatch, capfd):
+    """ENOSPC from the rank file and from the rank log (injected): one error, no traceback."""
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RankFileWriter, "flush", full)
+    monkeypatch.setattr(logging.FileHandler, "_open", lambda self: _FullDisk())
+    fake.setenv("XRMOD_FLUSH_SECONDS", "0")  # the first unit's write hits the full disk
+    job = _job(tmp_path)
+    with pytest.raises(RunError, match=r"\[Errno 28\] No space left on device.*--resume") as info:
+        driver.run(job, progress=False, writer="merge")
+    assert info.value.exit_code == EXIT_RUN
+    err = capfd.readouterr().err
+    assert err.count("cannot write the log") == 1, err
+    assert "Logging error" not in err
+
+
+def test_a_bad_flush_interval_is_refused_on_one_rank_before_anything_is_written(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    proc = gen(0, str(cfg), XRMOD_FLUSH_SECONDS="abc")  # the direct writer does not batch
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert lines == [
+        "xrmod-gen: error: XRMOD_FLUSH_SECONDS must be a number of seconds >= 0, got 'abc'"
+    ], proc.stderr
+    assert not (tmp_path / "lib.h5").exists()
+
+
+@needs_mpirun
+def test_a_bad_flush_interval_is_refused_on_many_ranks_the_same_way(tmp_path):
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
+    serial = gen(0, str(cfg), XRMOD_FLUSH_SECONDS="abc")
+    proc = gen(2, str(cfg), timeout=120, XRMOD_FLUSH_SECONDS="abc")
+    assert proc.returncode == serial.returncode == EXIT_INPUT, proc.stderr
+    assert error_lines(proc.stderr) == error_lines(serial.stderr), proc.stderr
+    assert not (tmp_path / "lib.h5").exists()
+
+
+def _interrupt_after(proc, marks, units=6):
+    """SIGTERM to both ranks once *units* are done; stderr (a hang fails after 60 s)."""
+    try:
+        wait_for(lambda: len(list(marks.glob("pid.*"))) == 2, what="ranks to start")
+        wait_for(lambda: len(list(marks.glob("unit.*"))) >= units, what="some units")
+        for p in marks.glob("pid.*"):
+            os.kill(int(p.suffix[1:]), signal.SIGTERM)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:  # hung: end the whole job before failing
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+@needs_mpirun
+@pytest.mark.parametrize("writer", WRITERS)
+def test_an_unwritable_rank_log_then_sigterm_ends_without_a_hang(tmp_path, writer):
+    """Before: rank 1's log.warning raised (the file cannot be opened), rank 0 waited forever."""
+    prefix = without_dac_override()
+    cfg = tmp_path / "cfg.toml"
+    out = tmp_path / "lib.h5"
+    cfg.write_text(FAKE_CONFIG.format(out=out))
+    rank_log = rank_log_path(out, 1)
+    rank_log.touch()
+    rank_log.chmod(0o444)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = start(
+        2,
+        str(cfg),
+        "--writer",
+        writer,
+        prefix=prefix,
+        XRMOD_FAKE_MARKS=str(marks),
+        XRMOD_FAKE_SLEEP="0.1",
+    )
+    stderr = _interrupt_after(proc, marks)
+    assert proc.returncode == EXIT_SIGTERM, stderr
+    assert "interrupted by SIGTERM" in stderr and "--resume" in stderr, stderr
+    assert stderr.count(f"cannot write the log {rank_log}") == 1, stderr
+    assert "Logging error" not in stderr and not error_lines(stderr)
+    proc = gen(2, str(cfg), "--writer", writer, "--resume", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+@needs_mpirun
+def test_an_output_directory_made_unwritable_mid_run_ends_without_a_hang(tmp_path):
+    """The rank files cannot be removed after the merge: exit 4, one message, every rank."""
+    prefix = without_dac_override()
+    directory = tmp_path / "out"
+    directory.mkdir()
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=directory / "lib.h5"))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = start(
+        2,
+        str(cfg),
+        "--writer",
+        "merge",
+        prefix=prefix,
+        XRMOD_FAKE_MARKS=str(marks),
+        XRMOD_FAKE_SLEEP="0.05",
+    )
+    try:
+        wait_for(lambda: len(list(marks.glob("unit.*"))) >= 4, what="some units")
+        directory.chmod(0o555)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        directory.chmod(0o755)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == EXIT_RUN, stderr
+    lines = error_lines(stderr)
+    assert len(lines) == 1 and "Permission denied" in lines[0] and "--resume" in lines[0], stderr
+    proc = gen(2, str(cfg), "--writer", "merge", "--resume", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+#: 60,000 points: a 7.9 MB library, and rank files that do not fit beside it in 11 MB.
+BIG_CONFIG = """\
+[library]
+output = "{out}"
+noise = "asimov"
+seed = 11
+[source]
+temperatures = {{ start = 1.0, stop = 8.0, num = 15 }}
+[modifier]
+family = "gaussian"
+[modifier.axes]
+amp = {{ start = 0.0, stop = 0.2, num = 20 }}
+mu = {{ start = 1.0, stop = 8.0, num = 20 }}
+sigma = {{ start = 0.3, stop = 1.0, num = 10 }}
+"""
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 11 MB tmpfs (needs root, and a sandbox that allows mounts); skipped otherwise."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting an 11 MB tmpfs needs root")
+    directory = tmp_path / "disk"
+    directory.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=11m", "tmpfs", str(directory)]
+    mount = subprocess.run(cmd, capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount an 11 MB tmpfs here: {mount.stderr.strip()}")
+    yield directory
+    subprocess.run(["umount", str(directory)], check=True)
+
+
+@needs_mpirun
+def test_a_full_disk_under_mpirun_ends_with_one_message_and_exit_4(tmp_path, small_disk):
+    """Before: "internal error" on both ranks, ~200 "--- Logging error ---" lines, a segfault."""
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(BIG_CONFIG.format(out=small_disk / "lib.h5"))
+    proc = gen(2, str(cfg), "--writer", "merge", "--no-progress", timeout=120)
+    assert proc.returncode == EXIT_RUN, proc.stderr
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1 and "[Errno 28]" in lines[0] and "--resume" in lines[0], proc.stderr
+    assert "Logging error" not in proc.stderr
+    assert "Segmentation fault" not in proc.stderr and "signal 11" not in proc.stderr
+
+
+def _merge_peak(tmp_path, n_theta):
+    """Peak memory (bytes, numpy and Python) of merging two rank files of *n_theta* θ."""
+    import tracemalloc
+
+    import dask.threaded  # noqa: F401  (imported before measuring)
+
+    axes = [("b", np.arange(n_theta / 20)), ("a", np.arange(20.0))]
+    grid = Grid(axes=axes, temperatures=np.arange(1.0, 11.0))
+    out = tmp_path / f"lib{n_theta}.h5"
+    _library(out, grid)
+    p = grid.points_per_theta
+    paths = [rank_file_path(out, r) for r in range(2)]
+    writers = [
+        RankFileWriter(path, grid, config_text="cfg", rank=r) for r, path in enumerate(paths)
+    ]
+    ranks = np.random.default_rng(1).integers(0, 2, n_theta)  # as the counter hands out
+    for theta in range(n_theta):
+        writers[ranks[theta]].write(UnitResult.failed(theta * p, (theta + 1) * p, Status.OK))
+    for w in writers:
+        w.close()
+    tracemalloc.start()
+    try:
+        report = merge_rank_files(out, paths, grid, config_text="cfg", block_bytes=1 << 18)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.units == n_theta and pending_units(out, grid).size == 0
+    return peak
+
+
+def test_merge_memory_follows_the_block_size_not_the_grid(tmp_path):
+    small, large = _merge_peak(tmp_path, 2_000), _merge_peak(tmp_path, 16_000)
+    # 14,000 θ more (13 MB of rows): only the per-θ index grows (~50 bytes a θ), not the
+    # blocks in flight
+    rows = 14_000 * unit_bytes(10)  # 10 temperatures a θ
+    assert large - small < rows / 10, (small, large)
+    assert large < 4 << 20, large  # a few blocks of 256 kB

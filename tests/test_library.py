@@ -14,6 +14,7 @@ from xrmod.library import (
     LibraryWriter,
     UnitResult,
     create_library,
+    unit_bytes,
 )
 from xrmod.status import Status
 
@@ -151,8 +152,10 @@ def test_batched_writes_equal_unit_writes(tmp_path, realizations):
         for k, u in enumerate(units):
             writer.write(_unit_result(u.start, u.stop, fill=k))
     clock = _Clock()
-    writer = LibraryWriter(tmp_path / "batch.h5", grid, flush_seconds=2.0, clock=clock)
-    writer.MAX_BATCH = 7
+    full = 7 * unit_bytes(grid.points_per_theta)  # a batch of 7 units is full
+    writer = LibraryWriter(
+        tmp_path / "batch.h5", grid, flush_seconds=2.0, flush_bytes=full, clock=clock
+    )
     for k, u in enumerate(units):
         clock.now = 0.3 * k  # a batch every 2 s, i.e. every 7 units, and a full one
         writer.write(_unit_result(u.start, u.stop, fill=k))

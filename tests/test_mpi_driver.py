@@ -3,6 +3,7 @@
 Each test runs on every rank at once; a shared directory comes from rank 0.
 """
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,8 @@ from fake_engine import assert_same_library, read_library, use_fake_engine
 from mpirun_helpers import FAKE_CONFIG, WRITERS
 
 from xrmod import driver
+from xrmod.driver.comm import Serial, agree, on_root
+from xrmod.driver.counter import SharedCounter
 from xrmod.errors import RunError
 from xrmod.job import load_job
 from xrmod.merge import find_rank_files, rank_log_path
@@ -58,7 +61,7 @@ def _job(comm, shared, name="lib.h5"):
 def _serial_reference(comm, shared):
     job = _job(comm, shared, "ref.h5")
     if comm.rank == 0:
-        assert driver.run(job, progress=False, comm=driver._Serial()) == 0
+        assert driver.run(job, progress=False, comm=Serial()) == 0
     comm.Barrier()
     return job.output
 
@@ -117,7 +120,7 @@ def test_fatal_write_on_one_rank_stops_every_rank(comm, shared, fake):
 
 
 def test_shared_counter_hands_out_each_unit_once(comm):
-    counter = driver._SharedCounter(comm)
+    counter = SharedCounter(comm)
     n = 3000
     taken = []
     while (k := counter.take()) < n:
@@ -134,7 +137,7 @@ def test_shared_counter_hands_out_each_unit_once(comm):
 
 
 def test_stop_all_stops_every_rank(comm):
-    counter = driver._SharedCounter(comm)
+    counter = SharedCounter(comm)
     if comm.rank == 1:
         counter.stop_all(10)
     comm.Barrier()
@@ -149,6 +152,31 @@ def test_agree_raises_the_same_error_everywhere(comm):
         return comm.rank
 
     with pytest.raises(RunError, match=r"^rank 1 \(.*\): internal error: ValueError: boom"):
-        driver._agree(comm, fail_on_rank_1)
-    assert driver._agree(comm, lambda: comm.rank) == comm.rank
-    assert np.all(driver._on_root(comm, lambda: np.arange(3)) == np.arange(3))
+        agree(comm, fail_on_rank_1)
+    assert agree(comm, lambda: comm.rank) == comm.rank
+    assert np.all(on_root(comm, lambda: np.arange(3)) == np.arange(3))
+
+
+class _RaisingHandler(logging.Handler):
+    """What logging.FileHandler(delay=True) does when its file cannot be opened: raise."""
+
+    def emit(self, record):
+        raise PermissionError("the log file cannot be opened")
+
+
+def test_agree_is_reached_by_every_rank_even_when_logging_raises(comm):
+    logger = logging.getLogger("xrmod")
+    handler = _RaisingHandler(level=logging.ERROR)
+    logger.addHandler(handler)
+
+    def fail_on_rank_1():
+        if comm.rank == 1:
+            raise ValueError("boom")  # agree logs it: the handler raises on rank 1
+        return comm.rank
+
+    try:
+        with pytest.raises(RunError, match=r"^rank 1 \(.*\): internal error: ValueError: boom"):
+            agree(comm, fail_on_rank_1)
+    finally:
+        logger.removeHandler(handler)
+    assert comm.allgather(comm.rank) == list(range(comm.size))  # every rank still in step

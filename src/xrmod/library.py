@@ -36,7 +36,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,14 +48,19 @@ from xrmod.status import Status
 if TYPE_CHECKING:
     from xrmod.config import Config
     from xrmod.errors import InputError
+    from xrmod.grid import Grid
 
 __all__ = [
+    "FLUSH_BYTES",
+    "FLUSH_SECONDS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "RESULT_COLUMNS",
     "STATUS_DATASETS",
     "STATUS_FITS",
+    "UNIT_FIELDS",
     "LibraryWriter",
+    "UnitBatch",
     "adopt_config",
     "check_same_config",
     "check_same_provenance",
@@ -64,7 +69,11 @@ __all__ = [
     "create_library",
     "decode_attr",
     "pending_units",
+    "small_metadata_cache",
     "stored_config_text",
+    "theta_runs",
+    "unit_bytes",
+    "unit_fields",
 ]
 
 FORMAT_NAME = "xrmod-library"
@@ -117,12 +126,16 @@ def _open(path: str | os.PathLike, mode: str, comm: Any = None) -> Any:
     if comm is not None:
         return h5py.File(path, mode, driver="mpio", comm=comm)
     f = h5py.File(path, mode, rdcc_nbytes=0)
-    _small_metadata_cache(f)
+    small_metadata_cache(f)
     return f
 
 
-def _small_metadata_cache(f: Any) -> None:
-    """Cap the metadata cache of the serial h5py file *f* at :data:`_METADATA_CACHE_BYTES`."""
+def small_metadata_cache(f: Any) -> None:
+    """Cap the metadata cache of the serial h5py file *f* at 1 MB.
+
+    HDF5's default grows to 32 MB as a reader or writer visits the chunk
+    index of a large file; capped, memory does not follow the file's size.
+    """
     config = f.id.get_mdc_config()
     config.set_initial_size = True
     config.initial_size = config.max_size = _METADATA_CACHE_BYTES
@@ -224,56 +237,217 @@ def create_library(
             ds.attrs["description"] = description
 
 
-class _BlockWriter:
-    """Write whole trailing blocks of a dataset at a leading index, through h5py's low level.
+# --------------------------------------------------------------------------- writing units
+#: Default longest time, in seconds, a finished unit waits in a batched writer's memory.
+FLUSH_SECONDS = 2.0
+#: Default size, in bytes, of a batched writer's buffer of finished units.
+FLUSH_BYTES = 4 << 20
+#: What a work unit stores, per dataset of the library: name -> (dtype, shape of a point's
+#: value, fill value). In the order a unit is written: ``status`` last (the "done" marker).
+UNIT_FIELDS: dict[str, tuple[type, tuple[int, ...], float]] = {
+    "results": (np.float64, (3,), np.nan),
+    "results_modified": (np.float64, (3,), np.nan),
+    **{name: (np.float64, (), np.nan) for name in EXTRAS},
+    "status_modified": (np.int8, (), 0),
+    "status": (np.int8, (), 0),
+}
 
-    h5py's ``ds[index] = values`` costs ~0.2 ms a call in selection handling,
-    this a fraction of that; a unit writes nine of them.
+
+def unit_fields(unit: UnitResult) -> dict[str, np.ndarray]:
+    """A unit's values by dataset name, checked against :data:`UNIT_FIELDS`.
+
+    Raises
+    ------
+    KeyError
+        The unit has an extra the library has no dataset for, or lacks one.
+    """
+    values = {
+        "results": unit.results,
+        "results_modified": unit.results_modified,
+        "status": unit.status,
+        "status_modified": unit.status_modified,
+        **unit.extras,
+    }
+    unknown = sorted(set(values) - set(UNIT_FIELDS))
+    if unknown:
+        raise KeyError(f"the library has no dataset {unknown[0]!r} for this unit's extras")
+    missing = [name for name in UNIT_FIELDS if name not in values]
+    if missing:
+        raise KeyError(f"the unit has no values for the library's dataset {missing[0]!r}")
+    return values
+
+
+def unit_bytes(per_theta: int) -> int:
+    """Bytes one whole-θ unit of *per_theta* points takes in a batch (values and start)."""
+    item = sum(
+        np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape, _ in UNIT_FIELDS.values()
+    )
+    return per_theta * item + 8
+
+
+def theta_runs(theta: np.ndarray, last: int) -> list[tuple[int, int]]:
+    """Runs ``[a, b)`` of consecutive θ in *theta* (increasing), each within a row of the last axis.
+
+    *last* is the length of the last modifier axis: a run lies within one
+    row of it, so that it is one hyperslab of the library's datasets.
+    """
+    theta = np.asarray(theta, dtype=np.int64)
+    if not theta.size:
+        return []
+    breaks = np.flatnonzero((np.diff(theta) != 1) | (theta[1:] % last == 0)) + 1
+    firsts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [theta.size]])
+    return [(int(theta[i]), int(theta[j - 1]) + 1) for i, j in zip(firsts, ends, strict=True)]
+
+
+class UnitBatch:
+    """Finished whole-θ units kept in memory until a batch is due: the batched writers' policy.
+
+    A batch is due when a unit arrives ``flush_seconds`` or more after the
+    last :meth:`take` (0: every unit at once), and when the buffer is full
+    (``flush_bytes``, at least one unit). The writer then takes the batch
+    and writes it with one write per dataset. Units are copied into arrays
+    allocated once, so the memory is fixed however long the run.
+
+    Parameters
+    ----------
+    per_theta : int
+        Points of one θ (of one unit).
+    flush_seconds : float
+        Longest time a finished unit waits, counted from the last take.
+    flush_bytes : int
+        Size of the buffer (:func:`unit_bytes` per unit).
+    clock : callable
+        Monotonic time in seconds (for tests).
     """
 
+    def __init__(
+        self,
+        per_theta: int,
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+        flush_bytes: int = FLUSH_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.per_theta = int(per_theta)
+        self.flush_seconds = float(flush_seconds)
+        self._clock = clock
+        # with no wait every unit is due at once: a buffer of one unit
+        capacity = max(1, int(flush_bytes) // unit_bytes(self.per_theta))
+        if self.flush_seconds <= 0:
+            capacity = 1
+        self._starts = np.empty(capacity, dtype=np.int64)
+        self._values = {
+            name: np.empty((capacity, self.per_theta, *shape), dtype=dtype)
+            for name, (dtype, shape, _) in UNIT_FIELDS.items()
+        }
+        self._n = 0
+        self._taken_at = clock()
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        """Units the buffer holds."""
+        return self._starts.size
+
+    def add(self, unit: UnitResult) -> bool:
+        """Copy *unit* (one whole θ) into the batch; whether the batch is due now.
+
+        A unit refused (not one whole θ, or values the library cannot store)
+        raises before the batch changes.
+        """
+        p = self.per_theta
+        if unit.stop - unit.start != p or unit.start % p:
+            raise ValueError(f"points {unit.start}..{unit.stop} are not one whole θ")
+        values = unit_fields(unit)
+        i = self._n
+        for name, buffer in self._values.items():
+            buffer[i] = values[name]
+        self._starts[i] = unit.start
+        self._n += 1
+        return self._n == self.capacity or self._clock() - self._taken_at >= self.flush_seconds
+
+    def take(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The batch: starts (n,) and values by dataset (n, P, ...); the batch is empty again.
+
+        The arrays are views of the buffer, valid until the next :meth:`add`.
+        """
+        n, self._n = self._n, 0
+        self._taken_at = self._clock()
+        return self._starts[:n], {name: buffer[:n] for name, buffer in self._values.items()}
+
+
+class _BlockWriter:
+    """Write runs of whole θ of one dataset through h5py's low level, in few H5Dwrite calls.
+
+    h5py's ``ds[index] = values`` costs ~0.2 ms a call in selection handling.
+    Here a long run is one regular hyperslab written on its own, and the
+    short runs of a batch are one union of hyperslabs written at once (HDF5
+    maps an irregular selection chunk by chunk, ~3x the cost per θ of a
+    regular one, but saves a call per run).
+    """
+
+    #: Runs of at least this many θ are written alone (measured: the break-even is ~4).
+    LONG_RUN = 4
+
     def __init__(self, ds: Any, n_lead: int):
+        from h5py import h5s
+
         self.dtype = ds.dtype
         self._id = ds.id
         self._n_lead = n_lead
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Re-read the dataspace (after a resize)."""
         self._space = self._id.get_space()
-        self._tail = self._space.shape[self._n_lead :]
-        self._block = (1,) * self._n_lead + self._tail
+        self._tail = self._space.shape[n_lead:]
+        self._memory = h5s.create_simple((1,) * n_lead + self._tail)  # the last write's shape
+
+    def _count(self, n: int) -> tuple[int, ...]:
+        return (1,) * (self._n_lead - 1) + (n, *self._tail)
+
+    def _write(self, arr: np.ndarray) -> None:
         from h5py import h5s
 
-        self._memory = h5s.create_simple(self._block)
-
-    def write(self, lead: tuple[int, ...], values: np.ndarray) -> None:
-        """Store *values* (any shape with the block's size) at ``ds[lead]``."""
-        arr = np.ascontiguousarray(values, dtype=self.dtype).reshape(self._block)
-        self._space.select_hyperslab((*lead, *(0,) * len(self._tail)), self._block)
+        if self._memory.shape != arr.shape:
+            self._memory = h5s.create_simple(arr.shape)
         self._id.write(self._memory, self._space, arr)
 
-    def write_many(self, leads: list[tuple[int, ...]], values: np.ndarray) -> None:
-        """Store ``values[i]`` at ``ds[leads[i]]`` in one write; *leads* in increasing order.
+    def write_many(self, runs: list[tuple[tuple[int, ...], int]], values: np.ndarray) -> None:
+        """Store *values* (one row a θ, in run order) at *runs*.
 
-        One H5Dwrite over the union of the blocks (HDF5 maps the memory
-        buffer to the selection in file order, hence the order).
+        A run is (leading index of its first θ, θ in it along the last
+        leading axis); runs in increasing order (HDF5 maps a memory buffer to
+        a selection in file order).
         """
         from h5py import h5s
 
-        arr = np.ascontiguousarray(values, dtype=self.dtype).reshape(len(leads), *self._tail)
+        arr = np.ascontiguousarray(values, dtype=self.dtype).reshape(-1, *self._tail)
         zeros = (0,) * len(self._tail)
-        self._space.select_hyperslab((*leads[0], *zeros), self._block)
-        for lead in leads[1:]:
-            self._space.select_hyperslab((*lead, *zeros), self._block, op=h5s.SELECT_OR)
-        self._id.write(h5s.create_simple(arr.shape), self._space, arr)
+        short: list[tuple[tuple[int, ...], int, int]] = []
+        offset = 0
+        for lead, n in runs:
+            if n >= self.LONG_RUN or len(runs) == 1:  # a buffer of the selection's own shape
+                self._space.select_hyperslab((*lead, *zeros), self._count(n))
+                self._write(arr[offset : offset + n].reshape(self._count(n)))
+            else:
+                short.append((lead, n, offset))
+            offset += n
+        if short:
+            for i, (lead, n, _) in enumerate(short):
+                op = h5s.SELECT_OR if i else h5s.SELECT_SET
+                self._space.select_hyperslab((*lead, *zeros), self._count(n), op=op)
+            rows = np.concatenate([np.arange(o, o + n) for _, n, o in short])
+            self._write(arr if rows.size == len(arr) else arr[rows])
 
 
 class LibraryWriter:
     """Write finished work units into an existing library.
 
-    Use as a context manager. Each :meth:`write` lands one unit, its
-    ``status`` last (after ``status_modified``), so a crash loses at most the
-    unit in flight and never leaves a point marked done without its results.
+    Use as a context manager. Whole-θ units go through a :class:`UnitBatch`
+    and are written together, one write per dataset; a part of a θ (a
+    resumed chunk) is written at once. Either way a unit's ``status`` lands
+    last (after ``status_modified``), so a crash never leaves a point marked
+    done without its results; it loses the unit in flight and the batch.
 
     Parameters
     ----------
@@ -288,35 +462,33 @@ class LibraryWriter:
         never write the same θ.
     flush_seconds : float
         0 (default): each unit is written as it comes. Otherwise whole-θ
-        units wait in memory and are written together, one write per dataset
-        (under MPI-IO a quarter of the cost of a write per unit), once this
-        many seconds have passed since the last batch, every
-        :data:`MAX_BATCH` units, and on :meth:`flush` / :meth:`close`.
+        units wait in memory (under MPI-IO a batch costs a quarter of a
+        write per unit) until a batch is due (:class:`UnitBatch`), and on
+        :meth:`flush` / :meth:`close`.
+    flush_bytes, clock
+        The batch's size and clock (:class:`UnitBatch`).
     """
-
-    #: Most whole-θ units kept before a batch is written.
-    MAX_BATCH = 1024
 
     def __init__(
         self,
         path: str | os.PathLike,
-        grid: Any,
+        grid: Grid,
         *,
         comm: Any = None,
         flush_seconds: float = 0.0,
-        clock: Any = time.monotonic,
+        flush_bytes: int = FLUSH_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.grid = grid
         self._parallel = comm is not None
         self._file = _open(path, "r+", comm)
         self._lib = self._file["LIBRARY"]
-        self._per_theta = int(np.prod(_point_shape(grid)[len(grid.axis_names) :]))
+        self._per_theta = grid.points_per_theta
         d = len(grid.axis_names)
-        self._blocks = {name: _BlockWriter(ds, d) for name, ds in self._lib.items() if ds.ndim > 1}
-        self._flush_seconds = float(flush_seconds)
-        self._clock = clock
-        self._flushed_at = clock()
-        self._pending: list[UnitResult] = []
+        self._blocks = {name: _BlockWriter(self._lib[name], d) for name in UNIT_FIELDS}
+        self._pending = UnitBatch(
+            self._per_theta, flush_seconds=flush_seconds, flush_bytes=flush_bytes, clock=clock
+        )
 
     def __enter__(self) -> LibraryWriter:
         return self
@@ -324,74 +496,76 @@ class LibraryWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _lead(self, theta: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(theta, self.grid.theta_shape))
+
     def _region(self, start: int, stop: int) -> tuple[tuple[int, ...], slice]:
         theta = start // self._per_theta
         if (stop - 1) // self._per_theta != theta:
             raise ValueError(f"points {start}..{stop} cross a θ boundary")
-        index = tuple(int(i) for i in np.unravel_index(theta, self.grid.theta_shape))
         offset = theta * self._per_theta
-        return index, slice(start - offset, stop - offset)
+        return self._lead(theta), slice(start - offset, stop - offset)
 
     def _put(self, name: str, index: tuple[int, ...], sl: slice, values: np.ndarray) -> None:
-        if sl.start == 0 and sl.stop == self._per_theta:  # a whole θ: one low-level write
-            self._blocks[name].write(index, values)
-            return
+        """Write points *sl* of the θ at *index*: read its chunk, merge, write it back."""
         ds = self._lib[name]
         tail = ds.shape[len(index) :]  # ([R,] NT[, 3])
         extra = ds.shape[len(self.grid.shape) :]  # (3,) for results, () otherwise
-        values = np.asarray(values, dtype=ds.dtype)
-        block = ds[index].reshape(self._per_theta, *extra)  # a chunked θ: read, merge, write
-        block[sl] = values
+        block = ds[index].reshape(self._per_theta, *extra)
+        block[sl] = np.asarray(values, dtype=ds.dtype)
         ds[index] = block.reshape(tail)
 
     def write(self, unit: UnitResult) -> None:
-        """Store one unit's results and extras, then its status (now, or batched)."""
-        whole = unit.stop - unit.start == self._per_theta and unit.start % self._per_theta == 0
-        if self._flush_seconds <= 0 or not whole:
-            self.flush()  # keep the order of writes
-            self._write_now(unit)
+        """Store one unit: a whole θ through the batch (now when due), a part of one at once."""
+        p = self._per_theta
+        if unit.stop - unit.start == p and unit.start % p == 0:
+            if self._pending.add(unit):
+                self.flush()
             return
-        unknown = sorted(set(unit.extras) - set(self._blocks))
-        if unknown:  # refused now, not at the flush: the batch holds only storable units
-            raise KeyError(f"the library has no dataset {unknown[0]!r} for this unit's extras")
-        self._pending.append(unit)
-        if (
-            len(self._pending) >= self.MAX_BATCH
-            or self._clock() - self._flushed_at >= self._flush_seconds
-        ):
-            self.flush()
-
-    def _write_now(self, unit: UnitResult) -> None:
+        values = unit_fields(unit)
+        self.flush()  # keep the order of writes
         index, sl = self._region(unit.start, unit.stop)
-        self._put("results", index, sl, unit.results)
-        self._put("results_modified", index, sl, unit.results_modified)
-        for name, values in unit.extras.items():
-            self._put(name, index, sl, values)
-        self._put("status_modified", index, sl, unit.status_modified)
-        self._put("status", index, sl, unit.status)
+        for name in UNIT_FIELDS:
+            self._put(name, index, sl, values[name])
         if not self._parallel:  # H5Fflush is collective under MPI-IO
             self._file.flush()
 
+    def write_batch(self, starts: np.ndarray, values: Mapping[str, np.ndarray]) -> None:
+        """Store whole-θ units given as arrays: one write per dataset, ``status`` last.
+
+        Parameters
+        ----------
+        starts : (n,) int array
+            First flat index of each unit (whole θ, in any order, each once).
+        values : mapping
+            For each name of :data:`UNIT_FIELDS`, the units' values (n, P, ...).
+
+        Independent under MPI-IO (each rank writes its own units); the file
+        is not flushed here.
+        """
+        starts = np.asarray(starts, dtype=np.int64)
+        if not starts.size:
+            return
+        order = None if (np.diff(starts) > 0).all() else np.argsort(starts, kind="stable")
+        theta = (starts if order is None else starts[order]) // self._per_theta
+        if theta.size == 1:  # the direct writer: one unit at a time
+            runs = [(self._lead(int(theta[0])), 1)]
+        else:
+            last = self.grid.theta_shape[-1]
+            runs = [(self._lead(a), b - a) for a, b in theta_runs(theta, last)]
+        for name in UNIT_FIELDS:
+            block = values[name] if order is None else values[name][order]
+            self._blocks[name].write_many(runs, block)
+
     def flush(self) -> None:
-        """Write the batched units: one write per dataset, ``status`` last.
+        """Write the batched units (one write per dataset, ``status`` last).
 
         Independent under MPI-IO (each rank flushes its own units).
         """
-        units = sorted(self._pending, key=lambda u: u.start)
-        self._pending = []
-        self._flushed_at = self._clock()
-        if not units:
+        starts, values = self._pending.take()
+        if not starts.size:
             return
-        leads = [self._region(u.start, u.stop)[0] for u in units]
-        columns = {
-            "results": [u.results for u in units],
-            "results_modified": [u.results_modified for u in units],
-            **{name: [u.extras[name] for u in units] for name in units[0].extras},
-            "status_modified": [u.status_modified for u in units],
-        }
-        for name, values in columns.items():
-            self._blocks[name].write_many(leads, np.stack(values))
-        self._blocks["status"].write_many(leads, np.stack([u.status for u in units]))
+        self.write_batch(starts, values)
         if not self._parallel:
             self._file.flush()
 

@@ -11,7 +11,8 @@ so it stays readable if its process is killed, and every row carries a
 CRC-32 of its contents: a row half-written when the process died is found
 and dropped (its θ is computed again), never merged.
 
-Finished units are buffered in memory and written in batches: a batch is
+Finished units are buffered in memory and written in batches, by the policy
+of every batched writer (:class:`xrmod.library.UnitBatch`): a batch is
 flushed to the file when the first unit after it has waited
 ``flush_seconds`` (default 2 s) since the previous flush, when the buffer
 holds ``flush_bytes`` (default 4 MB), and always when the writer closes
@@ -47,17 +48,26 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.errors import InputError
-from xrmod.library import _small_metadata_cache
+from xrmod.library import (
+    FLUSH_BYTES,
+    FLUSH_SECONDS,
+    UNIT_FIELDS,
+    LibraryWriter,
+    UnitBatch,
+    small_metadata_cache,
+    unit_bytes,
+)
+
+if TYPE_CHECKING:
+    from xrmod.grid import Grid
 
 __all__ = [
-    "FLUSH_BYTES",
-    "FLUSH_SECONDS",
     "RANKFILE_FORMAT",
     "MergeReport",
     "RankFileWriter",
@@ -72,20 +82,9 @@ log = logging.getLogger(__name__)
 
 RANKFILE_FORMAT = "xrmod-rankfile"
 RANKFILE_VERSION = 2
-#: Default longest wait, in seconds, between a finished unit and its flush to the rank file.
-FLUSH_SECONDS = 2.0
-#: Default size of a rank file writer's buffer of finished units.
-FLUSH_BYTES = 4 << 20
-#: Datasets of a row, in checksum order: name -> (dtype, trailing shape after P, fill).
-_FIELDS: dict[str, tuple[Any, tuple[int, ...], Any]] = {
-    "results": (np.float64, (3,), np.nan),
-    "results_modified": (np.float64, (3,), np.nan),
-    "status": (np.int8, (), 0),
-    "status_modified": (np.int8, (), 0),
-    **{name: (np.float64, (), np.nan) for name in EXTRAS},
-}
-#: The library's datasets in the order a merge writes them: status last (the "done" marker).
-_WRITE_ORDER = (*(name for name in _FIELDS if name != "status"), "status")
+#: Datasets of a row, in the order of its checksum (fixed by format version 2); their
+#: dtypes and shapes are those of the library (:data:`xrmod.library.UNIT_FIELDS`).
+_FIELDS = ("results", "results_modified", "status", "status_modified", *EXTRAS)
 #: Size of a rank file's chunks of rows (about).
 _CHUNK_BYTES = 64 << 10
 
@@ -118,12 +117,6 @@ def config_sha256(config_text: str) -> str:
     return hashlib.sha256(config_text.encode()).hexdigest()
 
 
-def _row_bytes(per_theta: int) -> int:
-    """Bytes of one rank file row (one θ), checksum and start included."""
-    item = sum(np.dtype(dtype).itemsize * int(np.prod(tail)) for dtype, tail, _ in _FIELDS.values())
-    return per_theta * item + 8 + 4
-
-
 def _row_checksums(starts: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndarray:
     """CRC-32 of each row: its start (int64), then each field's bytes in :data:`_FIELDS` order.
 
@@ -132,8 +125,8 @@ def _row_checksums(starts: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndar
     """
     n = len(starts)
     parts = [np.ascontiguousarray(starts, dtype=np.int64).view(np.uint8).reshape(n, -1)]
-    for name, (dtype, _, _) in _FIELDS.items():
-        arr = np.ascontiguousarray(fields[name], dtype=dtype)
+    for name in _FIELDS:
+        arr = np.ascontiguousarray(fields[name], dtype=UNIT_FIELDS[name][0])
         parts.append(arr.view(np.uint8).reshape(n, -1))
     rows = np.concatenate(parts, axis=1)
     return np.array([zlib.crc32(r) for r in rows], dtype=np.uint32)
@@ -142,10 +135,11 @@ def _row_checksums(starts: np.ndarray, fields: dict[str, np.ndarray]) -> np.ndar
 class RankFileWriter:
     """Append one rank's finished units to its rank file (SWMR), buffered and flushed in batches.
 
-    A batch goes to the file when a unit arrives ``flush_seconds`` or more
-    after the last flush, when the buffer is full, and on :meth:`flush` and
-    :meth:`close`. Killed outright, a rank loses at most the units of
-    ``flush_seconds`` of its work (none that a flush wrote).
+    The units wait in a :class:`xrmod.library.UnitBatch` (the policy of every
+    batched writer): a batch goes to the file when a unit arrives
+    ``flush_seconds`` or more after the last flush, when the buffer is full,
+    and on :meth:`flush` and :meth:`close`. Killed outright, a rank loses at
+    most the units of ``flush_seconds`` of its work (none that a flush wrote).
 
     Parameters
     ----------
@@ -157,18 +151,15 @@ class RankFileWriter:
         The job's configuration text (its SHA-256 is stored).
     rank : int
         This rank's number (stored).
-    flush_seconds : float
-        Longest time a finished unit waits in memory (0: flush every unit).
-    flush_bytes : int
-        Size of the buffer: a full buffer is flushed (at least one unit).
-    clock : callable
-        Monotonic time in seconds (for tests).
+    flush_seconds, flush_bytes, clock
+        When a batch is due (:class:`xrmod.library.UnitBatch`); ``flush_seconds=0``
+        writes every unit at once.
     """
 
     def __init__(
         self,
         path: str | os.PathLike,
-        grid: Any,
+        grid: Grid,
         *,
         config_text: str,
         rank: int,
@@ -179,11 +170,12 @@ class RankFileWriter:
         import h5py
 
         self.path = Path(path)
-        p = self._per_theta = grid.points_per_theta
-        self._flush_seconds = float(flush_seconds)
-        self._clock = clock
+        p = grid.points_per_theta
         k = max(1, _CHUNK_BYTES // (24 * p))  # rows per chunk
-        self._file = h5py.File(self.path, "w", libver="latest")
+        # no chunk cache: a write that fails (a full disk) fails at once, with nothing
+        # left dirty in HDF5's cache (HDF5 2.0 crashes closing a file with dirty chunks
+        # it cannot write)
+        self._file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=0)
         f = self._file
         f.attrs["format"] = RANKFILE_FORMAT
         f.attrs["format_version"] = RANKFILE_VERSION
@@ -200,28 +192,24 @@ class RankFileWriter:
                 fillvalue=-1,
             )
         }
-        for name, (dtype, tail, fill) in _FIELDS.items():
+        for name in _FIELDS:
+            dtype, shape, fill = UNIT_FIELDS[name]
             self._ds[name] = f.create_dataset(
                 name,
-                shape=(0, p, *tail),
-                maxshape=(None, p, *tail),
+                shape=(0, p, *shape),
+                maxshape=(None, p, *shape),
                 dtype=dtype,
-                chunks=(k, p, *tail),
+                chunks=(k, p, *shape),
                 fillvalue=fill,
             )
         self._ds["checksum"] = f.create_dataset(
             "checksum", shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(max(1024, k),)
         )
         f.swmr_mode = True
-        capacity = max(1, int(flush_bytes) // _row_bytes(p))
-        self._starts = np.full(capacity, -1, dtype=np.int64)
-        self._buffer = {
-            name: np.empty((capacity, p, *tail), dtype=dtype)
-            for name, (dtype, tail, _) in _FIELDS.items()
-        }
-        self._pending = 0  # units in the buffer
+        self._batch = UnitBatch(
+            p, flush_seconds=flush_seconds, flush_bytes=flush_bytes, clock=clock
+        )
         self._n = 0  # rows in the file
-        self._flushed_at = clock()
 
     def __enter__(self) -> RankFileWriter:
         return self
@@ -230,51 +218,35 @@ class RankFileWriter:
         self.close()
 
     @property
+    def closed(self) -> bool:
+        """Whether the file is closed (a close that failed may leave it open)."""
+        return not self._file.id.valid
+
+    @property
     def rows(self) -> int:
         """Units written to the file so far (not counting the buffer)."""
         return self._n
 
     def write(self, unit: UnitResult) -> None:
         """Add one unit (one whole θ); flush when due."""
-        if unit.stop - unit.start != self._per_theta or unit.start % self._per_theta:
-            raise ValueError(f"points {unit.start}..{unit.stop} are not one whole θ")
-        fields = {
-            "results": unit.results,
-            "results_modified": unit.results_modified,
-            "status": unit.status,
-            "status_modified": unit.status_modified,
-            **unit.extras,
-        }
-        values = [(name, fields[name]) for name in _FIELDS]  # a missing field: nothing changes
-        i = self._pending
-        for name, value in values:
-            self._buffer[name][i] = value
-        self._starts[i] = unit.start
-        self._pending += 1
-        if (
-            self._pending == self._starts.size
-            or self._clock() - self._flushed_at >= self._flush_seconds
-        ):
+        if self._batch.add(unit):
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered units to the file and flush it (SWMR readers see them)."""
-        k = self._pending
+        starts, values = self._batch.take()
+        k = starts.size
         if k:
             n = self._n
             rows = slice(n, n + k)
-            buffered = {name: buf[:k] for name, buf in self._buffer.items()}
-            starts = self._starts[:k]
             for ds in self._ds.values():
                 ds.resize(n + k, axis=0)
             for name in _FIELDS:
-                self._ds[name][rows] = buffered[name]
-            self._ds["checksum"][rows] = _row_checksums(starts, buffered)
+                self._ds[name][rows] = values[name]
+            self._ds["checksum"][rows] = _row_checksums(starts, values)
             self._ds["start"][rows] = starts  # marks the rows as used
             self._n += k
-            self._pending = 0
         self._file.flush()
-        self._flushed_at = self._clock()
 
     def close(self) -> None:
         """Flush the buffered units and close the rank file."""
@@ -300,14 +272,14 @@ class _RankFileReader:
     #: Rows between two wanted rows that are still read in one go rather than skipped.
     GAP = 64
 
-    def __init__(self, path: Path, grid: Any, config_text: str):
+    def __init__(self, path: Path, grid: Grid, config_text: str):
         import h5py
 
         self.path = path
         try:
             # each chunk is read once: no chunk cache (memory independent of the file size)
             self.file = h5py.File(path, "r", libver="latest", swmr=True, rdcc_nbytes=0)
-            _small_metadata_cache(self.file)
+            small_metadata_cache(self.file)
         except OSError as e:
             raise InputError(f"{path}: rank file is not readable ({e}); remove it") from e
         attrs = self.file.attrs
@@ -358,26 +330,58 @@ class _RankFileReader:
         self.file.close()
 
 
-def _theta_runs(covered: np.ndarray, t0: int, last: int) -> list[tuple[int, int]]:
-    """Runs [a, b) of consecutive covered θ from *t0* on, none crossing a row of the last axis."""
-    runs = []
-    t, t1 = 0, covered.size
-    while t < t1:
-        if not covered[t]:
-            t += 1
-            continue
-        end = t + 1
-        while end < t1 and covered[end] and (t0 + end) % last != 0:
-            end += 1
-        runs.append((t0 + t, t0 + end))
-        t = end
-    return runs
+@dataclass(frozen=True)
+class _Block:
+    """The checked rows of one block of θ, in θ order, ready to be stored."""
+
+    starts: np.ndarray  # (n,) first flat index of each good unit
+    values: dict[str, np.ndarray]  # name -> (n, P, ...)
+    damaged: list[int]  # θ whose row failed its checksum
+
+
+def _read_block(
+    readers: list[_RankFileReader],
+    source: np.ndarray,
+    row: np.ndarray,
+    t0: int,
+    t1: int,
+    p: int,
+) -> _Block:
+    """Task: read θ *t0* to *t1* from the rank files and check their checksums.
+
+    *source* gives each θ's rank file (its index in *readers*, -1: none),
+    *row* its row there.
+    """
+    src = source[t0:t1]
+    theta = t0 + np.flatnonzero(src >= 0)
+    values = {
+        name: np.empty((theta.size, p, *UNIT_FIELDS[name][1]), dtype=UNIT_FIELDS[name][0])
+        for name in _FIELDS
+    }
+    good = np.ones(theta.size, dtype=bool)
+    for i in np.unique(src[src >= 0]):
+        at = np.flatnonzero(source[theta] == i)  # positions in the block, θ order
+        order = np.argsort(row[theta[at]])  # a rank file is read in row order
+        fields, ok = readers[int(i)].read(row[theta[at[order]]])
+        for name in _FIELDS:
+            values[name][at[order]] = fields[name]
+        good[at[order]] = ok
+    if not good.all():
+        values = {name: v[good] for name, v in values.items()}
+    return _Block(starts=theta[good] * p, values=values, damaged=theta[~good].tolist())
+
+
+def _store_block(writer: LibraryWriter, block: _Block, lock: threading.Lock) -> list[int]:
+    """Task: write one checked block into the library (status last); the damaged θ."""
+    with lock:  # one block writes the library at a time
+        writer.write_batch(block.starts, block.values)
+    return block.damaged
 
 
 def merge_rank_files(
     library: str | os.PathLike,
     paths: list[Path],
-    grid: Any,
+    grid: Grid,
     *,
     config_text: str,
     block_bytes: int = 1 << 20,
@@ -387,10 +391,13 @@ def merge_rank_files(
 
     Rows are written at their θ's place in the library; a θ found in no rank
     file is left as it is. Rows whose checksum fails (a unit being written
-    when its process died) are dropped and logged. The library is merged in
-    blocks of θ, one dask task each (read the rows, check them, write them),
-    so memory stays at a few blocks whatever the grid size. The rank files
-    stay open while merging and are not removed here.
+    when its process died) are dropped and logged. The grid is cut into
+    blocks of θ, and each block is a chain of two ``dask.delayed`` tasks:
+    read and check its rows from the rank files, then store them in the
+    library (through :meth:`xrmod.library.LibraryWriter.write_batch`, under a
+    lock: HDF5 writes one block at a time). dask runs a block's store as soon
+    as its read is done, so memory stays at a few blocks whatever the grid
+    size. The rank files stay open while merging and are not removed here.
 
     Parameters
     ----------
@@ -403,7 +410,7 @@ def merge_rank_files(
     config_text : str
         The library's configuration text: every rank file must belong to it.
     block_bytes : int
-        Approximate size of the rows one task moves.
+        Approximate size of the rows one block moves.
     workers : int
         Threads of the dask scheduler.
 
@@ -413,11 +420,8 @@ def merge_rank_files(
     """
     import dask
 
-    from xrmod.library import _open
-
-    per_theta = grid.points_per_theta
+    p = grid.points_per_theta
     last = grid.theta_shape[-1]
-    d = len(grid.theta_shape)
     readers: list[_RankFileReader] = []
     try:
         for path in paths:
@@ -431,58 +435,23 @@ def merge_rank_files(
         n_units = int(np.count_nonzero(source >= 0))
         if n_units == 0:
             return MergeReport(0, 0)
-        block = max(1, block_bytes // _row_bytes(per_theta))
+        block = max(1, block_bytes // unit_bytes(p))
         if block > last:  # whole rows of the last axis: fewer, longer writes
             block -= block % last
 
-        with _open(library, "r+") as f:
-            lib = f["LIBRARY"]
-            targets = {name: lib[name] for name in _FIELDS}
-            lock = threading.Lock()  # one block writes the library at a time
-
-            def merge_block(t0: int, t1: int) -> list[int]:
-                """Read, check and write θ t0..t1-1; the damaged θ."""
-                src = source[t0:t1]
-                ok = src >= 0
-                out = {
-                    name: np.full((t1 - t0, per_theta, *tail), fill, dtype=dtype)
-                    for name, (dtype, tail, fill) in _FIELDS.items()
-                }
-                bad: list[int] = []
-                for i in np.unique(src[ok]):
-                    local = np.flatnonzero(src == i)
-                    rows = row[t0 + local]
-                    order = np.argsort(rows)
-                    fields, good = readers[int(i)].read(rows[order])
-                    for name in _FIELDS:
-                        out[name][local[order]] = fields[name]
-                    ok[local[order][~good]] = False
-                    bad.extend((t0 + local[order][~good]).tolist())
-                runs = _theta_runs(ok, t0, last)
-                with lock:
-                    for name in _WRITE_ORDER:
-                        ds = targets[name]
-                        tail = ds.shape[d:]
-                        for a, b in runs:
-                            prefix = np.unravel_index(a, grid.theta_shape)
-                            j = int(prefix[-1])
-                            index = (*(int(x) for x in prefix[:-1]), slice(j, j + b - a))
-                            ds[index] = out[name][a - t0 : b - t0].reshape(b - a, *tail)
-                return bad
-
-            tasks = [
-                dask.delayed(merge_block, pure=False)(t0, min(t0 + block, grid.n_theta))
-                for t0 in range(0, grid.n_theta, block)
-                if (source[t0 : t0 + block] >= 0).any()
-            ]
+        with LibraryWriter(library, grid) as writer:
+            lock = threading.Lock()
+            read, store = dask.delayed(_read_block), dask.delayed(_store_block)
+            tasks = []
+            for t0 in range(0, grid.n_theta, block):
+                t1 = min(t0 + block, grid.n_theta)
+                if (source[t0:t1] >= 0).any():
+                    rows = read(readers, source, row, t0, t1, p, dask_key_name=f"read-{t0}")
+                    tasks.append(store(writer, rows, lock, dask_key_name=f"store-{t0}"))
             # No order between blocks is needed: the rank files are removed only
             # after a complete merge, and --resume merges them again first.
-            damaged = [
-                t
-                for part in dask.compute(*tasks, scheduler="threads", num_workers=workers)
-                for t in part
-            ]
-            f.flush()
+            done = dask.compute(*tasks, scheduler="threads", num_workers=workers)
+        damaged = [t for part in done for t in part]
         if damaged:
             log.warning(
                 "%d damaged unit(s) in the rank files (being written when a process died) "
