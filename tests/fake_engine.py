@@ -99,6 +99,16 @@ def use_fake_engine():
     ENGINES["native"] = dataclasses.replace(ENGINES["native"], target="fake_engine:FakeEngine")
 
 
+def fake_engine_in_test(monkeypatch) -> None:
+    """:func:`use_fake_engine` for one test: the registry and the fake's knobs restored after it."""
+    from xrmod.engines import ENGINES
+
+    monkeypatch.setitem(ENGINES, "native", ENGINES["native"])
+    use_fake_engine()
+    for name in ("XRMOD_FAKE_RAISE", "XRMOD_FAKE_SLEEP", "XRMOD_FAKE_BREAK_WRITER"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def main():
     use_fake_engine()
     from xrmod.cli import gen_main

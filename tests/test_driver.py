@@ -16,7 +16,12 @@ import zlib
 import h5py
 import numpy as np
 import pytest
-from fake_engine import assert_same_library, expected_point, read_library, use_fake_engine
+from fake_engine import (
+    assert_same_library,
+    expected_point,
+    fake_engine_in_test,
+    read_library,
+)
 from mpirun_helpers import (
     FAKE_CONFIG,
     WRITERS,
@@ -65,12 +70,7 @@ sigma = [0.5, 1.0]
 
 @pytest.fixture
 def fake(monkeypatch):
-    from xrmod.engines import ENGINES
-
-    monkeypatch.setitem(ENGINES, "native", ENGINES["native"])
-    use_fake_engine()
-    for name in ("XRMOD_FAKE_RAISE", "XRMOD_FAKE_SLEEP", "XRMOD_FAKE_BREAK_WRITER"):
-        monkeypatch.delenv(name, raising=False)
+    fake_engine_in_test(monkeypatch)
     return monkeypatch
 
 

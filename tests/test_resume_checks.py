@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from fake_engine import assert_same_library, use_fake_engine
+from fake_engine import assert_same_library, fake_engine_in_test
 from mpirun_helpers import error_lines, gen
 
 from xrmod import driver
@@ -65,12 +65,7 @@ RUN_ATTRS = {"start_time", "end_time", "resumed", "resume_time"}
 
 @pytest.fixture
 def fake(monkeypatch):
-    from xrmod.engines import ENGINES
-
-    monkeypatch.setitem(ENGINES, "native", ENGINES["native"])
-    use_fake_engine()
-    for name in ("XRMOD_FAKE_RAISE", "XRMOD_FAKE_SLEEP", "XRMOD_FAKE_BREAK_WRITER"):
-        monkeypatch.delenv(name, raising=False)
+    fake_engine_in_test(monkeypatch)
     return monkeypatch
 
 

@@ -46,6 +46,8 @@ from xrmod.engines.base import EXTRAS, UnitResult
 from xrmod.status import Status
 
 if TYPE_CHECKING:
+    import h5py
+
     from xrmod.config import Config
     from xrmod.errors import InputError
     from xrmod.grid import Grid
@@ -69,6 +71,7 @@ __all__ = [
     "create_library",
     "decode_attr",
     "pending_units",
+    "read_library_file",
     "small_metadata_cache",
     "stored_config_text",
     "theta_runs",
@@ -660,6 +663,33 @@ def stored_config_text(path: str | os.PathLike) -> str:
         return str(decode_attr(f.attrs.get("config", "")))
 
 
+def read_library_file(path: str | os.PathLike, doing: str = "") -> h5py.File:
+    """Open the library at *path* for reading, checking that it is one.
+
+    *doing* starts the error messages after the path (``"cannot resume, "``).
+
+    Raises
+    ------
+    xrmod.errors.InputError
+        *path* is not a readable HDF5 file, or not an xrmod library.
+    """
+    import h5py
+
+    from xrmod.errors import InputError
+
+    name = os.path.normpath(os.fspath(path))
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(f"{name}: {doing}not a readable HDF5 file ({e})") from e
+    if decode_attr(f.attrs.get("format")) != FORMAT_NAME:
+        f.close()
+        raise InputError(
+            f"{name}: {doing}not an xrmod library (no format attribute '{FORMAT_NAME}')"
+        )
+    return f
+
+
 def check_same_config(path: str | os.PathLike, config: Config) -> None:
     """Refuse to continue a library that was made from another configuration.
 
@@ -679,17 +709,9 @@ def check_same_config(path: str | os.PathLike, config: Config) -> None:
         *path* is not an xrmod library of this format, its stored configuration
         no longer loads, or a value differs (every differing key named).
     """
-    import h5py
-
     from xrmod.errors import InputError
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise InputError(f"{path}: cannot resume, not a readable HDF5 file ({e})") from e
-    with f:
-        if decode_attr(f.attrs.get("format")) != FORMAT_NAME:
-            raise InputError(f"{path}: cannot resume, not an xrmod library")
+    with read_library_file(path, "cannot resume, ") as f:
         version = int(f.attrs.get("format_version", 0))
         made_by = decode_attr(f.attrs.get("xrmod_version", "unknown"))
         stored = {key: str(decode_attr(f.attrs.get(key, ""))) for key in _CONFIG_ATTRS}

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from xrmod.library import FORMAT_NAME, STATUS_DATASETS, STATUS_FITS, decode_attr
+from xrmod.library import STATUS_DATASETS, STATUS_FITS, decode_attr, read_library_file
 from xrmod.status import Status
 
 __all__ = ["describe"]
@@ -81,19 +81,8 @@ def describe(path: str | os.PathLike) -> str:
     xrmod.errors.InputError
         *path* is not a readable HDF5 file or not an xrmod library.
     """
-    import h5py
-
-    from xrmod.errors import InputError
-
-    name = os.path.normpath(os.fspath(path))
-    lines = [name]
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise InputError(f"{name}: not a readable HDF5 file ({e})") from e
-    with f:
-        if decode_attr(f.attrs.get("format")) != FORMAT_NAME:
-            raise InputError(f"{name}: not an xrmod library (no format attribute '{FORMAT_NAME}')")
+    lines = [os.path.normpath(os.fspath(path))]
+    with read_library_file(path) as f:
         for key in sorted(f.attrs):
             if key not in _NOT_LISTED:
                 lines.append(f"  {key}: {_attr(key, f.attrs[key])}")
