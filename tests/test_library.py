@@ -219,14 +219,49 @@ def test_describe_and_xarray(tmp_path):
     rows = {int(line.split()[1].rstrip(":")): line.split()[2:4] for line in _status_lines(text)}
     assert rows == {-6: ["0", "1"], -4: ["0", "2"], 0: ["115", "115"], 1: ["5", "2"]}, text
     assert "status per fit" in text and "T1'" in text
-    ds = open_library(path)
-    assert isinstance(ds, xr.Dataset)
-    assert ds["results"].dims == ("sigma", "amp", "mu", "temps", "column")
-    assert float(ds["results"].sel(sigma=0.2, amp=-0.1, mu=1.0, temps=2.0, column="kT_fit")) == 1.0
-    assert ds["status_modified"].dims == ds["status"].dims == ("sigma", "amp", "mu", "temps")
-    point = {"sigma": 0.2, "amp": -0.1, "mu": 1.0}  # θ 0
-    np.testing.assert_array_equal(ds["status_modified"].sel(point), [1, -4, -6, 1, -4])
-    np.testing.assert_array_equal(ds["status"].sel(point), [1] * 5)
+    with open_library(path) as ds:
+        assert isinstance(ds, xr.Dataset)
+        dims = ("sigma", "amp", "mu", "kT_true")
+        assert ds["T1"].dims == ds["T1_modified_hi"].dims == dims
+        assert ds["status_modified"].dims == ds["status"].dims == dims
+        point = {"sigma": 0.2, "amp": -0.1, "mu": 1.0}  # θ 0
+        np.testing.assert_array_equal(ds["status_modified"].sel(point), [1, -4, -6, 1, -4])
+        np.testing.assert_array_equal(ds["status"].sel(point), [1] * 5)
+        with h5py.File(path, "r") as f:
+            results = f["LIBRARY/results"][0, 0, 0]  # θ 0: (temps, column)
+            modified = f["LIBRARY/results_modified"][0, 0, 0]
+        for name, column in (("T1_lo", 0), ("T1", 1), ("T1_hi", 2)):
+            np.testing.assert_array_equal(ds[name].sel(point), results[:, column])
+            np.testing.assert_array_equal(
+                ds[name.replace("T1", "T1_modified")].sel(point), modified[:, column]
+            )
+        assert ds["T1"].attrs["units"] == "keV" and ds["kT_true"].attrs["units"] == "keV"
+        assert ds["mu"].attrs["units"] == "keV" and ds["amp"].attrs["units"] == ""
+        assert ds.attrs["family"] == "gaussian" and ds.attrs["format"] == "xrmod-library"
+
+
+def test_open_library_is_lazy_and_reads_what_it_selects(tmp_path, monkeypatch):
+    pytest.importorskip("xarray")
+    dask = pytest.importorskip("dask.array")
+    path = tmp_path / "lib.h5"
+    grid = _grid()
+    _create(path, grid)
+    with LibraryWriter(path, grid) as writer:
+        for k in range(grid.n_units()):
+            u = grid.unit(k)
+            writer.write(_unit_result(u.start, u.stop, float(k + 1)))
+    reads = []
+    read = h5py.Dataset.__getitem__
+    monkeypatch.setattr(
+        h5py.Dataset, "__getitem__", lambda self, key: (reads.append(self.name), read(self, key))[1]
+    )
+    with open_library(path) as ds:
+        assert isinstance(ds["T1"].data, dask.Array)
+        assert not [r for r in reads if r.startswith("/LIBRARY/results")]  # nothing read yet
+        one = ds["T1"].isel(sigma=0, amp=1, mu=1, kT_true=2).compute()
+        flat = np.ravel_multi_index((0, 1, 1, 2), ds["T1"].shape)
+    assert float(one) == flat  # every point's T1 is its flat index
+    assert reads.count("/LIBRARY/results") == 1, reads
 
 
 def _status_lines(text):
@@ -257,8 +292,8 @@ def test_describe_reads_a_version_1_library(tmp_path):
     rows = {int(line.split()[1].rstrip(":")): line.split()[2] for line in _status_lines(text)}
     assert rows == {0: "115", 1: "5"}, text
     pytest.importorskip("xarray")
-    ds = open_library(path)
-    assert "status_modified" not in ds and int(ds["status"].sum()) == 5
+    with open_library(path) as ds:
+        assert "status_modified" not in ds and int(ds["status"].sum()) == 5
 
 
 def test_a_unit_lands_status_last(tmp_path, monkeypatch):
