@@ -214,9 +214,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from xrmod.analysis import describe
+    from xrmod.analysis.describe import format_summary, summary
 
-    print(describe(args.file))
+    found = summary(args.file)
+    if args.json:
+        import json
+
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        print(format_summary(found))
     return EXIT_OK
 
 
@@ -258,8 +264,18 @@ def _main_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="TOML file (default: the embedded config)")
     p.set_defaults(func=_validate)
 
-    p = sub.add_parser("info", help="describe a library file")
+    p = sub.add_parser(
+        "info",
+        help="describe a library file",
+        description="Describe a library: provenance, axes, progress (also of a library "
+        "xrmod-gen is still writing), points per status code and fit, the config.",
+    )
     p.add_argument("file", help="HDF5 library")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print it as one JSON object (keys: xrmod.analysis.describe)",
+    )
     p.set_defaults(func=_info)
 
     from xrmod.check import DEFAULT_ENGINES, DEFAULT_POINTS, DEFAULT_TOLERANCE

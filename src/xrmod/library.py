@@ -663,10 +663,19 @@ def stored_config_text(path: str | os.PathLike) -> str:
         return str(decode_attr(f.attrs.get("config", "")))
 
 
-def read_library_file(path: str | os.PathLike, doing: str = "") -> h5py.File:
+def read_library_file(
+    path: str | os.PathLike, doing: str = "", *, locking: bool | None = None
+) -> h5py.File:
     """Open the library at *path* for reading, checking that it is one.
 
     *doing* starts the error messages after the path (``"cannot resume, "``).
+    *locking* is h5py's: ``None`` follows HDF5 (``HDF5_USE_FILE_LOCKING``);
+    ``False`` opens a library that ``xrmod-gen`` holds open for writing, which
+    HDF5 otherwise refuses ("unable to lock file"), and never stops a writer
+    from opening it meanwhile. A library's chunks are allocated when it is
+    created, so what such a reader sees is consistent but for the root
+    attributes set at the start and end of a run (:func:`xrmod.analysis.summary`
+    retries then).
 
     Raises
     ------
@@ -679,7 +688,7 @@ def read_library_file(path: str | os.PathLike, doing: str = "") -> h5py.File:
 
     name = os.path.normpath(os.fspath(path))
     try:
-        f = h5py.File(path, "r")
+        f = h5py.File(path, "r", locking=locking)
     except OSError as e:
         raise InputError(f"{name}: {doing}not a readable HDF5 file ({e})") from e
     if decode_attr(f.attrs.get("format")) != FORMAT_NAME:

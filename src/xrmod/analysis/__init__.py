@@ -1,14 +1,15 @@
 """The analysis part: reading finished libraries.
 
 What is built on a library rather than into it lives here: the labelled
-arrays of :func:`open_library`, the summary of :func:`describe` (``xrmod
-info``), and next the plots, the emulator and the inference. The file format
+arrays of :func:`open_library`, the summary of :func:`summary` (``xrmod info
+--json``; :func:`describe` is its text), the figures of :mod:`xrmod.analysis.plot`
+(``xrmod plot``), and next the emulator and the inference. The file format
 itself is :mod:`xrmod.library`'s; this package only reads it.
 """
 
 from __future__ import annotations
 
 from xrmod.analysis.dataset import open_library
-from xrmod.analysis.describe import describe
+from xrmod.analysis.describe import describe, summary
 
-__all__ = ["describe", "open_library"]
+__all__ = ["describe", "open_library", "summary"]
