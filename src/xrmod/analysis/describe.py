@@ -166,7 +166,8 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
             if isinstance(e, InputError) and not isinstance(e.__cause__, OSError):
                 raise  # not an xrmod library: nothing a second look changes
             writers = _writing_processes([path])
-            if not (_has_hdf5_signature(path) and (writers or _modified_within(path, _RECENT))):
+            changing = writers or _modified_within(path, _RECENT)
+            if not (changing and (_has_hdf5_signature(path) or _empty(path))):
                 if isinstance(e, InputError):
                     raise
                 raise InputError(f"{name}: not a readable xrmod library ({_error(e)})") from e
@@ -394,6 +395,14 @@ def _mtime(path: str | os.PathLike) -> float | None:
 def _modified_within(path: str | os.PathLike, seconds: float) -> bool:
     mtime = _mtime(path)
     return mtime is not None and time.time() - mtime < seconds
+
+
+def _empty(path: str | os.PathLike) -> bool:
+    """Whether *path* is an empty file (a library that a writer has only just created)."""
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 def _has_hdf5_signature(path: str | os.PathLike) -> bool:
