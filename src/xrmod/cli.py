@@ -226,6 +226,35 @@ def _info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from xrmod.analysis.plot import parse_at, plot_library
+
+    output = args.output
+    if output is None:  # LIBRARY.png (LIBRARY-KIND.png for one kind), here
+        suffix = "" if args.kind == "all" else f"-{args.kind}"
+        output = f"{Path(args.file).stem}{suffix}.png"
+    at = parse_at(args.at)
+    plot_library(args.file, output, kind=args.kind, x=args.x, y=args.y, at=at, kT=args.kT)
+    return EXIT_OK
+
+
+_PLOT_EPILOG = """defaults (every figure shows the same slice):
+  --x, --y   the first two modifier axes with more than one value (with only
+             one, --y is kT_true)
+  --at       each other axis: the middle of its grid; a strength axis (amp,
+             index, slope, depth: 0 is no distortion) the value of largest
+             magnitude whose map is mostly computed; a realization axis is
+             averaged unless --at realization=N
+  --kT       the middle temperature of the grid
+A value off the grid is taken as the nearest grid value within 5 % of the
+grid spacing, and refused otherwise.
+
+examples:
+  xrmod plot library.h5 -o library.png
+  xrmod plot library.h5 -o map.pdf --kind map --x mu --y sigma --at amp=-0.1 --kT 6
+"""
+
+
 def _check_engines(args: argparse.Namespace) -> int:
     from xrmod.check import check_engines
 
@@ -277,6 +306,38 @@ def _main_parser() -> argparse.ArgumentParser:
         help="print it as one JSON object (keys: xrmod.analysis.describe)",
     )
     p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "plot",
+        help="draw a library's bias map, bias curves and status map",
+        description="Draw T1/kT_true over two axes (bias map), T1/kT_true against kT_true "
+        "for a few distortions with their bounds (bias curves), and where the fits failed "
+        "(status map, T1 and T1'), into one PNG, PDF or SVG file.",
+        epilog=_PLOT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", help="HDF5 library")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="FILE.png, .pdf or .svg (default: the library's name with .png, here)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("all", "map", "curves", "status"),
+        default="all",
+        help="which figure (default: %(default)s, the three in one figure)",
+    )
+    p.add_argument("--x", metavar="AXIS", help="the map's x axis, varied by the curves too")
+    p.add_argument("--y", metavar="AXIS", help="the map's y axis (kT_true allowed)")
+    p.add_argument(
+        "--at",
+        action="append",
+        metavar="AXIS=VALUE",
+        help="fix an axis the figure does not vary (repeatable; realization=N selects one)",
+    )
+    p.add_argument("--kT", type=float, metavar="KEV", help="the map's true temperature, keV")
+    p.set_defaults(func=_plot)
 
     from xrmod.check import DEFAULT_ENGINES, DEFAULT_POINTS, DEFAULT_TOLERANCE
 
