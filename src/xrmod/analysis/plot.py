@@ -891,9 +891,7 @@ def plot_library(
     if kind not in KINDS:
         raise InputError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if output is not None and Path(output).suffix.lower() not in FORMATS:
-        raise InputError(
-            f"{output}: cannot tell the format; plot writes {', '.join(FORMATS)} files"
-        )
+        raise InputError(f"{output}: cannot tell the format; plot writes .png, .pdf or .svg files")
     with open_library(path) as ds:
         view = choose_view(ds, x=x, y=y, at=at, kT=kT, kind=kind)
         fig = _figure(ds, view, kind, Path(path).name)
