@@ -266,6 +266,8 @@ def test_a_value_near_a_grid_value_is_that_value(lib, caplog):
         ({"at": {"kT_true": 2.0}}, "--at kT_true: give the temperature with --kT"),
         ({"kT": 3.0}, "--kT: 3 is not a value of axis 'kT_true' (keV); its values are 1, 1.861"),
         ({"x": "mu", "y": "mu"}, "--x and --y are both 'mu'"),
+        ({"kind": "curves", "kT": 2.0}, "--kT: no figure drawn uses it (the curves span every"),
+        ({"y": "kT_true", "kT": 2.0}, "--kT: no figure drawn uses it (kT_true is the map's y"),
         ({"kind": "contour"}, "--kind must be one of all, map, curves, status, got 'contour'"),
     ],
 )

@@ -191,7 +191,7 @@ def _index(ds: xarray.Dataset, axis: str, value: float, option: str) -> int:
     return i
 
 
-def _axis_name(ds: xarray.Dataset, name: str, option: str, allowed: Sequence[str]) -> str:
+def _axis_name(name: str, option: str, allowed: Sequence[str]) -> str:
     if name not in allowed:
         raise InputError(
             f"{option}: the library has no axis '{name}'; its axes are {', '.join(allowed)}"
@@ -292,25 +292,27 @@ def choose_view(
     varying = [a for a in axes if ds.sizes[a] > 1]
     allowed = [*axes, KT]
     if x is not None:
-        x = _axis_name(ds, x, "--x", axes)
+        x = _axis_name(x, "--x", axes)
     if y is not None:
-        y = _axis_name(ds, y, "--y", allowed)
+        y = _axis_name(y, "--y", allowed)
     if x is None:
-        x = next((a for a in varying if a != y), None) or next(a for a in axes if a != y)
+        candidates = [a for a in varying if a != y] or [a for a in axes if a != y]
+        if not candidates:
+            raise InputError(f"--y {y}: the library's only modifier axis is the one --x needs")
+        x = candidates[0]
     if y is None:
         y = next((a for a in varying if a != x), KT)
     if x == y:
         raise InputError(f"--x and --y are both '{x}': choose two different axes")
-    if y == KT and kT is not None and kind in ("map", "status"):
-        raise InputError("--kT: kT_true is the map's y axis here; give --y another axis")
+    if kT is not None and (y == KT or kind == "curves"):
+        uses = "kT_true is the map's y axis" if y == KT else "the curves span every kT_true"
+        raise InputError(f"--kT: no figure drawn uses it ({uses})")
     for name in at:
         if name == KT:
             raise InputError("--at kT_true: give the temperature with --kT")
         if name == REALIZATION and REALIZATION in ds.dims:
             continue
-        _axis_name(
-            ds, name, f"--at {name}", axes + ([REALIZATION] if REALIZATION in ds.dims else [])
-        )
+        _axis_name(name, f"--at {name}", axes)
         if name == x:
             raise InputError(f"--at {name}: '{name}' is the x axis of every figure")
         if name == y and kind in ("map", "status"):
