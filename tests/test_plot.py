@@ -1,6 +1,7 @@
 """``xrmod plot``: each figure rendered, the numbers it shows against the file, bad options."""
 
 import logging
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -166,6 +167,9 @@ def test_failed_points_are_blank_in_the_map_not_a_colour(lib):
     assert np.isnan(t1[:, 0]).all()  # amp = -1.5: ARF negative
     np.testing.assert_array_equal(np.ma.getmaskarray(z), np.isnan(t1.T))
     assert any(p.get_hatch() for p in ax.patches)  # under the mesh: shows where masked
+    # amp's steps differ by more than a factor 3: equal cells, ticks at its values
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["-1.5", "-0.2", "0", "0.2"]
+    np.testing.assert_array_equal(ax.get_yticks(), [0, 1, 2, 3])
     (legend,) = [a.get_legend() for a in fig.axes if a.get_legend()]
     assert [t.get_text() for t in legend.get_texts()] == ["no T1 (failed: see the status map)"]
 
@@ -337,3 +341,23 @@ def test_contour_levels_are_balanced_about_1_and_few():
 def test_strength_axes_are_those_whose_zero_is_no_distortion(family, axes, strength):
     arrays = {k: np.array(v) for k, v in axes.items()}
     assert plot._strength_axes(family, arrays) == strength
+
+
+def test_matplotlib_only_when_drawing_and_never_pyplot(lib, tmp_path):
+    code = (
+        "import sys\n"
+        "from xrmod.analysis import plot\n"
+        "assert 'matplotlib' not in sys.modules, 'imported at import time'\n"
+        f"plot.plot_library({str(lib)!r}, {str(tmp_path / 'x.png')!r}, kind='map')\n"
+        "assert 'matplotlib' in sys.modules\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot (a GUI backend) was loaded'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "MPLBACKEND"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "x.png").stat().st_size > 10000

@@ -29,6 +29,10 @@ How the slice is chosen (the same rule for every figure):
 - a value that is not on the grid is taken to be the nearest grid value when
   within 5 % of the grid spacing, and refused otherwise, with the grid's values.
 
+The maps draw one cell per grid point, to scale (kT_true on a log scale), except
+for an axis whose grid steps differ by more than a factor :data:`UNEVEN`
+(``amp = [-1.5, -0.2, 0, 0.2]``): its cells are then equal, with ticks at its values.
+
 matplotlib is imported only when a figure is drawn, through
 :class:`matplotlib.figure.Figure` (no pyplot, no GUI backend: writing a file
 works anywhere).
@@ -427,8 +431,50 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
-def _is_log(ds: xarray.Dataset, axis: str) -> bool:
-    return axis == KT and bool((_values(ds, KT) > 0).all())
+#: A modifier axis whose widest grid step is more than this many times its narrowest
+#: is drawn with equal cells (ticks at its values) rather than to scale.
+UNEVEN = 3.0
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a map axis puts its grid values: to scale, on a log scale, or one cell each."""
+
+    values: np.ndarray
+    mode: str  # "linear", "log" (kT_true) or "index" (an uneven grid)
+
+    @property
+    def centres(self) -> np.ndarray:
+        return np.arange(self.values.size, dtype=float) if self.mode == "index" else self.values
+
+    @property
+    def edges(self) -> np.ndarray:
+        if self.mode == "index":
+            return np.arange(self.values.size + 1) - 0.5
+        return _edges(self.values, self.mode == "log")
+
+    def style(self, ax: Axes, which: str) -> None:
+        """Set the scale, or ticks at the grid values, of *ax*'s *which* ("x"/"y") axis."""
+        from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+        if self.mode == "log":
+            _log_scale(ax, which)
+        elif self.mode == "index":
+            axis = ax.xaxis if which == "x" else ax.yaxis
+            ticks = _spread(list(range(self.values.size)), 12)
+            axis.set_major_locator(FixedLocator(ticks))
+            axis.set_major_formatter(FixedFormatter([_fmt(self.values[i]) for i in ticks]))
+            axis.set_minor_locator(NullLocator())
+
+
+def _placement(ds: xarray.Dataset, axis: str) -> _Placement:
+    values = _values(ds, axis)
+    if axis == KT and bool((values > 0).all()):
+        return _Placement(values, "log")
+    steps = np.diff(values)
+    if values.size > 2 and (steps > 0).all() and steps.max() > UNEVEN * steps.min():
+        return _Placement(values, "index")
+    return _Placement(values, "linear")
 
 
 # --------------------------------------------------------------------------- figures
@@ -469,8 +515,7 @@ def bias_map(
         z = z / _values(ds, KT)[:, None]
     else:
         z = z / _values(ds, KT)[view.kT_index]
-    xs, ys = _values(ds, view.x), _values(ds, view.y)
-    xlog, ylog = _is_log(ds, view.x), _is_log(ds, view.y)
+    px, py = _placement(ds, view.x), _placement(ds, view.y)
     finite = z[np.isfinite(z) & (z > 0)]
     # symmetric in log(T1 / kT_true): 10 % high and 1/1.1 low are the same colour
     ratio = float(np.max(np.maximum(finite, 1.0 / finite))) if finite.size else 1.0
@@ -494,8 +539,8 @@ def bias_map(
         )
     )
     mesh = ax.pcolormesh(
-        _edges(xs, xlog),
-        _edges(ys, ylog),
+        px.edges,
+        py.edges,
         np.ma.masked_invalid(z),
         cmap=cmap,
         norm=norm,
@@ -515,12 +560,10 @@ def bias_map(
             backgroundcolor="white",
             zorder=3,
         )
-    elif xs.size > 1 and ys.size > 1 and np.ptp(finite) > 1e-6:
-        _contours(ax, xs, ys, z, finite, bar)
-    if xlog:
-        _log_scale(ax, "x")
-    if ylog:
-        _log_scale(ax, "y")
+    elif z.shape[0] > 1 and z.shape[1] > 1 and np.ptp(finite) > 1e-6:
+        _contours(ax, px.centres, py.centres, z, finite, bar)
+    px.style(ax, "x")
+    py.style(ax, "y")
     ax.set_xlabel(_label(ds, view.x))
     ax.set_ylabel(_label(ds, view.y))
     title = "T1 / kT_true"
@@ -764,8 +807,7 @@ def status_map(
     colours = [STATUS_COLOURS.get(c, _OTHER_COLOUR) if _known(c) else _OTHER_COLOUR for c in shown]
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(shown) + 1) - 0.5, len(shown))
-    xs, ys = _values(ds, view.x), _values(ds, view.y)
-    xlog, ylog = _is_log(ds, view.x), _is_log(ds, view.y)
+    px, py = _placement(ds, view.x), _placement(ds, view.y)
     labels = {"status": "T1", "status_modified": "T1′"}
     if "status_modified" not in ds:
         labels["status"] = "T1 and T1′ (format 1: the worse)"
@@ -775,8 +817,8 @@ def status_map(
     for ax, name, codes in zip(axes, names, grids, strict=True):
         worst = lookup[codes.astype(np.int64) % 256].min(axis=-1)
         ax.pcolormesh(
-            _edges(xs, xlog),
-            _edges(ys, ylog),
+            px.edges,
+            py.edges,
             worst,
             cmap=cmap,
             norm=norm,
@@ -790,18 +832,16 @@ def status_map(
             for (j, i), n in np.ndenumerate(bad):
                 if n:
                     ax.text(
-                        xs[i],
-                        ys[j],
+                        px.centres[i],
+                        py.centres[j],
                         str(n),
                         ha="center",
                         va="center",
                         fontsize="x-small",
                         color="white" if _dark(colours[worst[j, i]]) else "black",
                     )
-        if xlog:
-            _log_scale(ax, "x")
-        if ylog:
-            _log_scale(ax, "y")
+        px.style(ax, "x")
+        py.style(ax, "y")
         ax.set_xlabel(_label(ds, view.x))
         ax.set_ylabel(_label(ds, view.y))
         where = _fixed_text(ds, view, dims, kT=not over_kT)
