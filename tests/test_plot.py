@@ -361,3 +361,16 @@ def test_matplotlib_only_when_drawing_and_never_pyplot(lib, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "x.png").stat().st_size > 10000
+
+
+def test_without_matplotlib_the_message_names_the_extra(lib, monkeypatch):
+    import importlib.util
+
+    from xrmod.errors import XrmodError
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find(name)
+    )
+    with pytest.raises(XrmodError, match=r"plotting needs matplotlib: pip install 'xrmod\[plot\]'"):
+        plot_library(lib, kind="map")

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xrmod.errors import InputError
+from xrmod.errors import InputError, XrmodError
 from xrmod.status import Status
 
 if TYPE_CHECKING:
@@ -921,6 +921,8 @@ def plot_library(
     xrmod.errors.InputError
         Not a library, an unknown kind, axis or format, a value not on the grid,
         an output that cannot be written.
+    xrmod.errors.XrmodError
+        matplotlib or xarray is not installed (the ``plot`` extra).
 
     Examples
     --------
@@ -928,8 +930,13 @@ def plot_library(
     >>> plot_library("library.h5", "library.png")  # doctest: +SKIP
     >>> plot_library("lib.h5", "map.pdf", kind="map", at={"amp": -0.1}, kT=6.0)  # doctest: +SKIP
     """
+    import importlib.util
+
     from xrmod.analysis import open_library
 
+    missing = [m for m in ("matplotlib", "xarray") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise XrmodError(f"plotting needs {' and '.join(missing)}: pip install 'xrmod[plot]'")
     if kind not in KINDS:
         raise InputError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if output is not None and Path(output).suffix.lower() not in FORMATS:
