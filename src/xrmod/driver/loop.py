@@ -41,16 +41,15 @@ from xrmod.errors import (
 )
 from xrmod.grid import WorkUnit
 from xrmod.job import Job, load_job
-from xrmod.library import (
+from xrmod.library import count_status, pending_units
+from xrmod.merge import find_rank_files, merge_rank_files, rank_log_path
+from xrmod.resume import (
     adopt_config,
     check_same_config,
     check_same_provenance,
     check_same_responses,
-    count_status,
-    pending_units,
     stored_config_text,
 )
-from xrmod.merge import find_rank_files, merge_rank_files, rank_log_path
 from xrmod.status import Status
 
 __all__ = ["generate", "run"]
