@@ -83,7 +83,7 @@ def open_library(path: str | os.PathLike) -> xarray.Dataset:
     """
     import xarray as xr
 
-    f = read_library_file(path)
+    f = read_library_file(path, locking=False)  # a library still being written opens too
     try:
         ds = xr.Dataset(_variables(f), coords=_coordinates(f), attrs=_provenance(f))
     except BaseException:
