@@ -357,3 +357,33 @@ def test_batched_writer_refuses_an_unstorable_unit_at_once(tmp_path):
     with h5py.File(tmp_path / "lib.h5", "r") as f:
         status = f["LIBRARY/status"][()].reshape(grid.n_theta, -1)
     assert (status[0] == Status.OK).all() and (status[1:] == 0).all()
+
+
+def test_open_library_reads_a_library_another_process_is_writing(tmp_path):
+    """A writer's HDF5 lock does not stop open_library (it opens without the lock then)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("xarray")
+    path = tmp_path / "lib.h5"
+    grid = _grid()
+    _create(path, grid)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import h5py, sys; f = h5py.File({str(path)!r}, 'r+'); "
+            "print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(OSError, match="lock"):
+            h5py.File(path, "r")  # what the lock does to a plain reader
+        with open_library(path) as ds:
+            assert int((ds["status"] == 0).sum()) == ds["status"].size  # nothing computed yet
+    finally:
+        holder.communicate("", timeout=30)

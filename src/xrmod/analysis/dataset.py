@@ -83,7 +83,7 @@ def open_library(path: str | os.PathLike) -> xarray.Dataset:
     """
     import xarray as xr
 
-    f = read_library_file(path, locking=False)  # a library still being written opens too
+    f = _open(path)
     try:
         ds = xr.Dataset(_variables(f), coords=_coordinates(f), attrs=_provenance(f))
     except BaseException:
@@ -91,6 +91,23 @@ def open_library(path: str | os.PathLike) -> xarray.Dataset:
         raise
     ds.set_close(f.close)
     return ds
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    """The library file, read as h5py would; without HDF5's file lock if a writer holds it.
+
+    Not without the lock always: HDF5 refuses to open a file twice in one
+    process with different locking flags, and a user's own ``h5py.File`` of
+    the library beside the dataset uses the lock.
+    """
+    from xrmod.errors import InputError
+
+    try:
+        return read_library_file(path)
+    except InputError as e:
+        if "lock" not in str(e):
+            raise
+    return read_library_file(path, locking=False)  # a library still being written
 
 
 def _coordinates(f: h5py.File) -> dict[str, Any]:
