@@ -255,6 +255,106 @@ examples:
 """
 
 
+def _emulate(args: argparse.Namespace) -> int:
+    from xrmod.analysis.emulator import Emulator
+
+    emulator = Emulator.from_library(args.file, kind=args.kind)
+    where = None if args.no_save else emulator.save(args.output)
+    if args.json:
+        import json
+
+        print(json.dumps(emulator.summary() | {"saved_to": where}, indent=2))
+    else:
+        print(emulator.describe())
+        if where:
+            print(f"saved to {where}")
+    return EXIT_OK
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from xrmod.analysis.inference import infer
+
+    *libraries, observations = args.files
+    if not libraries:
+        raise InputError("give one or more libraries, then the observations CSV")
+    if observations.endswith((".h5", ".hdf5")):
+        raise InputError(f"{observations}: the observations CSV comes last")
+    result = infer(
+        libraries,
+        observations,
+        scatter=args.scatter,
+        scatter_max=args.scatter_max,
+        priors=_ranges(args.prior, "--prior"),
+        fixed=_values(args.fix, "--fix"),
+        confidence=args.confidence,
+        walkers=args.walkers,
+        steps=args.steps,
+        seed=args.seed,
+        evidence=not args.no_evidence,
+        live_points=args.live_points,
+        emulator=args.emulator,
+    )
+    if args.plot:
+        from xrmod.analysis.inference_plot import plot_inference
+
+        plot_inference(result, args.plot)
+        log.info("wrote %s", args.plot)
+    if args.json:
+        import json
+
+        print(json.dumps(result.as_dict(), indent=2, allow_nan=False, default=float))
+    else:
+        print(result.format())
+    return EXIT_OK
+
+
+def _values(items: Sequence[str] | None, option: str) -> dict[str, float]:
+    """``["mu=2.5"]`` -> ``{"mu": 2.5}``."""
+    out = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"{option} {item!r}: expected AXIS=VALUE") from None
+    return out
+
+
+def _ranges(items: Sequence[str] | None, option: str) -> dict[str, tuple[float, float]]:
+    """``["mu=1,4"]`` -> ``{"mu": (1.0, 4.0)}``."""
+    out = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        try:
+            lo, hi = (float(v) for v in value.split(","))
+        except ValueError:
+            raise InputError(f"{option} {item!r}: expected AXIS=LO,HI") from None
+        out[name.strip()] = (lo, hi)
+    return out
+
+
+_INFER_EPILOG = """observations CSV (one source per row; '#' comments allowed):
+  T_ref       the trusted instrument's temperature, keV (required)
+  T_ref_err   its error (optional)
+  T_obs       the temperature with the ARF in question, keV (required)
+  T_obs_err   its error, or T_obs_lo and T_obs_hi: the bounds of its interval
+  name        a label (optional)
+  band        LO-HI keV (optional): the row is compared with the library of
+              that band (libraries of one family and grid, one per band)
+Errors are at --confidence (default 0.683; 0.9 for XSPEC's 90 %% errors).
+
+With several libraries (e.g. a gaussian and a tilt family on the same
+response), each is fitted and they are ranked by evidence (nested sampling)
+or, with --no-evidence, by BIC; the no-distortion baseline (T_obs = T_ref)
+is always reported.
+
+examples:
+  xrmod infer library.h5 clusters.csv --plot posterior.png
+  xrmod infer gauss.h5 tilt.h5 clusters.csv --scatter --json > result.json
+  xrmod infer library.h5 clusters.csv --fix sigma=0.5 --prior mu=1,4
+"""
+
+
 def _check_engines(args: argparse.Namespace) -> int:
     from xrmod.check import check_engines
 
@@ -338,6 +438,65 @@ def _main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kT", type=float, metavar="KEV", help="the map's true temperature, keV")
     p.set_defaults(func=_plot)
+
+    p = sub.add_parser(
+        "emulate",
+        help="build a library's emulator, report its accuracy, save it",
+        description="Build an emulator of LIBRARY (T1 and T1' at any point inside its grid), "
+        "print its leave-one-out accuracy and save it into the library (/EMULATORS) or "
+        "into --output.",
+    )
+    p.add_argument("file", help="HDF5 library")
+    p.add_argument(
+        "--kind",
+        choices=("spline", "mlp"),
+        default="spline",
+        help="cubic spline interpolation (default) or a neural network (needs xrmod[nn])",
+    )
+    p.add_argument("-o", "--output", help="save into this HDF5 file instead of the library")
+    p.add_argument("--no-save", action="store_true", help="only report the accuracy")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_emulate)
+
+    p = sub.add_parser(
+        "infer",
+        help="infer the ARF distortion from observed temperatures; rank families",
+        description="Sample the posterior of the distortion theta that explains T_obs "
+        "against T_ref (emcee), report best values, credible intervals, goodness of fit "
+        "and the posterior predictive; with several libraries, rank them by evidence.",
+        epilog=_INFER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="LIBRARY [LIBRARY ...] OBSERVATIONS.csv"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--plot", metavar="FILE", help="corner plot and predictive (.png, .pdf, .svg)")
+    p.add_argument("--scatter", action="store_true", help="fit an intrinsic fractional scatter")
+    p.add_argument(
+        "--scatter-max", type=float, default=0.5, help="upper end of its flat prior (0.5)"
+    )
+    p.add_argument(
+        "--prior", action="append", metavar="AXIS=LO,HI", help="narrower flat prior (repeatable)"
+    )
+    p.add_argument("--fix", action="append", metavar="AXIS=VALUE", help="hold an axis fixed")
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.6827,
+        help="confidence level of the CSV's errors (default 0.683; 0.9 for 90 %%)",
+    )
+    p.add_argument("--walkers", type=int, help="emcee walkers (default max(32, 8 x parameters))")
+    p.add_argument("--steps", type=int, default=3000, help="emcee steps (default 3000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-evidence", action="store_true", help="skip nested sampling; rank by BIC")
+    p.add_argument("--live-points", type=int, default=400, help="dynesty live points (default 400)")
+    p.add_argument(
+        "--emulator",
+        choices=("spline", "mlp"),
+        help="emulator kind (default: the library's saved one if current, else spline)",
+    )
+    p.set_defaults(func=_infer)
 
     from xrmod.check import DEFAULT_ENGINES, DEFAULT_POINTS, DEFAULT_TOLERANCE
 

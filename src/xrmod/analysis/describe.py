@@ -65,6 +65,11 @@ Keys of the summary (``xrmod info --json``)
     stored (the keys above pick from these).
 ``config``
     The configuration text of the last run.
+``emulators``
+    The emulators saved in the library (``xrmod emulate``): a list of
+    ``{"kind", "created", "library_sha256", "accuracy"}``, ``accuracy``
+    their leave-one-out RMS error of T1 in σ (null when not measured). Their
+    freshness is checked when one is loaded, not here.
 """
 
 from __future__ import annotations
@@ -208,6 +213,7 @@ def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
             }
         else:  # format version 1: one status for both fits, the worse
             per_fit = {BOTH_FITS: counts}
+        emulators = _emulators(f)
     dims = [a["name"] for a in axes] + (["realization"] if realizations > 1 else []) + ["kT_true"]
     total = int(np.prod(shape))
     not_computed = counts.get(int(Status.NOT_COMPUTED), 0)
@@ -252,7 +258,28 @@ def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
         },
         "attributes": {k: v for k, v in sorted(attrs.items()) if k not in _NOT_LISTED},
         "config": str(attrs.get("config", "")),
+        "emulators": emulators,
     }
+
+
+def _emulators(f: Any) -> list[dict[str, Any]]:
+    """The emulators saved in the library's ``/EMULATORS`` group (not checked)."""
+    import json
+
+    from xrmod.analysis.emulator import EMULATORS_GROUP
+
+    out = []
+    for kind, group in f.get(EMULATORS_GROUP, {}).items():
+        accuracy = json.loads(decode_attr(group.attrs.get("accuracy", "null")))
+        out.append(
+            {
+                "kind": kind,
+                "created": str(decode_attr(group.attrs.get("created", ""))),
+                "library_sha256": str(decode_attr(group.attrs.get("library_sha256", ""))),
+                "accuracy": accuracy["rms"]["T1"] if accuracy else None,
+            }
+        )
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -542,6 +569,9 @@ def format_summary(s: dict[str, Any]) -> str:
             )
             entry = next(per_fit[fit][code] for fit in fits if code in per_fit[fit])
             lines.append(f"    status {code:>3}: {cells}  {entry['description']}")
+    for e in s.get("emulators", []):
+        accuracy = "" if e["accuracy"] is None else f", T1 RMS {e['accuracy']:.3g} sigma"
+        lines.append(f"  emulator: {e['kind']} (saved {e['created']}{accuracy})")
     lines.append("  config:")
     lines.extend(f"    {line}".rstrip() for line in s["config"].splitlines())
     return "\n".join(lines)

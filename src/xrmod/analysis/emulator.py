@@ -528,6 +528,25 @@ class Emulator(ABC):
         if missing:
             raise InputError(f"no value for {', '.join(missing)} (axes: {', '.join(known)})")
 
+    def summary(self) -> dict[str, Any]:
+        """What :meth:`describe` says, as JSON types (``xrmod emulate --json``)."""
+        return {
+            "kind": self.kind,
+            "library": self.library,
+            "library_sha256": self.library_digest,
+            "family": self.family,
+            "axes": [
+                {"name": a.name, "values": a.nodes.tolist(), "scale": a.scale, "units": a.units}
+                for a in self.axes
+            ],
+            "fixed": self.fixed,
+            "accuracy": self.accuracy.as_dict() if self.accuracy else None,
+            "status_counts": {
+                f: {str(k): v for k, v in c.items()} for f, c in self.status_counts.items()
+            },
+            "provenance": self.provenance,
+        }
+
     def describe(self) -> str:
         """What the emulator is and how accurate: lines for ``xrmod emulate``."""
         lines = [
