@@ -39,7 +39,9 @@ def config_text(
     band: tuple[float, float] = (0.5, 10.0),
     seed: int = 11,
     realizations: int = 1,
+    response: tuple[Path, Path] | None = None,
 ) -> str:
+    files = f'arf = "{response[0]}"\nrmf = "{response[1]}"\n' if response else ""
     return f"""\
 [library]
 output = "{out}"
@@ -47,7 +49,7 @@ noise = "{noise}"
 seed = {seed}
 realizations = {realizations}
 [instrument]
-exposure = {exposure}
+{files}exposure = {exposure}
 band = [{band[0]}, {band[1]}]
 [source]
 temperatures = {temperatures}

