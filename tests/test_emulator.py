@@ -357,3 +357,16 @@ def test_emulate_command_bad_input(tmp_path, capsys):
     bad.write_text("not hdf5")
     assert main(["emulate", str(bad)]) == 2
     assert "cannot emulate, not a readable HDF5 file" in capsys.readouterr().err
+
+
+def test_a_best_fit_at_the_model_jump_is_not_a_node(tmp_path):
+    """zbremss jumps at 13.58 keV: a -6 fit sitting there is masked; other -6 fits are kept."""
+    axes = "mu = [0.6, 1.1, 1.6, 2.1]\nsigma = [0.25, 0.45, 0.7, 1.0]\namp = [-0.24, 0.0]\n"
+    lib = build(tmp_path, "jump", axes=axes, temperatures="[6.0, 8.0, 10.0]")
+    data = fitted(lib)
+    training = read_training_set(lib)
+    jump = data["status"] == -6
+    at_jump = jump & (np.abs(data["T1"] / 13.58 - 1) < 1e-3)
+    assert at_jump.any()
+    np.testing.assert_array_equal(training.usable["T1"], ~at_jump)
+    assert training.status_counts["T1"][-6] == jump.sum()

@@ -11,11 +11,13 @@ is what interpolation and neural networks both like (DESIGN §10):
 
 A node is usable for a fit where its ``kT_fit`` is finite: status 1, and
 also −4 (a bound at the kT limit) and −6 (the fit meets a jump of the source
-model), which keep ``kT_fit``. Every other code (not computed, a failed ARF,
-a failed fit, no counts, an error) has no value: the emulators fill such
-nodes smoothly from their neighbours for the interpolation and refuse to
-predict next to them. With several realizations, a node's value is the mean
-over its usable realizations.
+model) when its ``kT_fit`` is not the jump itself — a best fit *at* a jump
+(zbremss's 13.58 keV, :data:`xrmod.models.KT_JUMPS`) is where the model
+cannot tell temperatures apart, not a point of a smooth surface. Every other
+code (not computed, a failed ARF, a failed fit, no counts, an error) has no
+value: the emulators fill such nodes smoothly from their neighbours for the
+interpolation and refuse to predict next to them. With several
+realizations, a node's value is the mean over its usable realizations.
 
 The library's *digest* is the SHA-256 of what an emulator depends on (the
 axes, the temperatures, both results and both status datasets, byte for
@@ -54,6 +56,9 @@ KT_TRUE = "kT_true"
 
 #: Status codes whose kT_fit is stored (the node has a value).
 VALUED = (Status.OK, Status.BOUND_AT_LIMIT, Status.MODEL_JUMP)
+
+#: A best fit within this relative distance of a jump is at the jump.
+_AT_JUMP = 1.0e-3
 
 #: Datasets the digest covers, in this order (after the axes).
 _DIGESTED = ("temps", "results", "results_modified", "status", "status_modified")
@@ -187,6 +192,7 @@ def read_training_set(path: str | os.PathLike) -> TrainingSet:
         temps = np.asarray(f["LIBRARY/temps"][()], dtype=np.float64)
         has_realizations = "realization" in f["LIBRARY"]
         raw = {fit: _read_fit(f, fit) for fit in FITS}
+        model = str(decode_attr(f.attrs.get("model", "")))
     if temps.size < 2:
         raise InputError(f"{name}: cannot emulate a library with one temperature (kT_true)")
     error_delta = float(attrs.get("error_delta", 1.0))
@@ -202,7 +208,9 @@ def read_training_set(path: str | os.PathLike) -> TrainingSet:
         results, status = results[keep], status[keep]
         codes, n = np.unique(status, return_counts=True)
         status_counts[fit] = {int(c): int(k) for c, k in zip(codes, n, strict=True)}
-        value, width, count = _node_targets(results, status, temps, error_delta, has_realizations)
+        value, width, count = _node_targets(
+            results, status, temps, error_delta, has_realizations, _jumps(model)
+        )
         targets[fit], targets[f"{fit}_width"] = value, width
         usable[fit], counts[fit] = count > 0, count
     if not usable["T1"].any():
@@ -270,16 +278,27 @@ def _read_fit(f: h5py.File, fit: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(lib[results][()], dtype=np.float64), np.asarray(lib[status][()])
 
 
+def _jumps(model: str) -> np.ndarray:
+    """The kT (keV) where the library's emission model jumps (none for an unknown model)."""
+    from xrmod.models import KT_JUMPS
+
+    return np.asarray(KT_JUMPS.get(model.split("*")[-1].strip(), ()), dtype=np.float64)
+
+
 def _node_targets(
     results: np.ndarray,
     status: np.ndarray,
     temps: np.ndarray,
     error_delta: float,
     has_realizations: bool,
+    jumps: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """log(kT_fit / kT), log(width / kT) and the usable count per node (realizations averaged)."""
     lo, fit, hi = (results[..., RESULT_COLUMNS.index(c)] for c in RESULT_COLUMNS)
     ok = np.isin(status, VALUED) & np.isfinite(fit) & (fit > 0)
+    if jumps.size:  # a best fit at a jump: the model cannot tell temperatures apart there
+        at_jump = np.abs(fit[..., None] / jumps - 1.0).min(axis=-1) < _AT_JUMP
+        ok &= ~((status == Status.MODEL_JUMP) & at_jump)
     half = np.where(
         np.isfinite(lo) & np.isfinite(hi),
         0.5 * (hi - lo),
