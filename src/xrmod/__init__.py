@@ -16,8 +16,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xrmod.analysis import describe, open_library
+    from xrmod.analysis import describe, open_library, summary
+    from xrmod.analysis.emulator import Emulator
+    from xrmod.analysis.inference import infer
+    from xrmod.analysis.observations import read_observations
     from xrmod.config import Config, load_config
+    from xrmod.driver import generate
     from xrmod.errors import (
         ConfigError,
         EngineError,
@@ -46,6 +50,11 @@ _PUBLIC = {
     "WorkUnit": "xrmod.grid",
     "describe": "xrmod.analysis",
     "open_library": "xrmod.analysis",
+    "summary": "xrmod.analysis",
+    "Emulator": "xrmod.analysis.emulator",
+    "infer": "xrmod.analysis.inference",
+    "read_observations": "xrmod.analysis.observations",
+    "generate": "xrmod.driver",
     "families": "xrmod.modifiers",
     "get_family": "xrmod.modifiers",
     "Status": "xrmod.status",
@@ -54,6 +63,7 @@ _PUBLIC = {
 __all__ = [
     "Config",
     "ConfigError",
+    "Emulator",
     "EngineError",
     "Grid",
     "InputError",
@@ -66,9 +76,13 @@ __all__ = [
     "__version__",
     "describe",
     "families",
+    "generate",
     "get_family",
+    "infer",
     "load_config",
     "open_library",
+    "read_observations",
+    "summary",
 ]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,10 @@ import numpy as np
 from xrmod.errors import InputError
 
 __all__ = ["Observations", "parse_band", "read_observations"]
+
+#: A band: two non-negative numbers joined by -, – or :, then optionally keV.
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+]?\d+)?"
+_BAND = re.compile(rf"\s*(?P<lo>{_NUMBER})\s*[-–:]\s*(?P<hi>{_NUMBER})\s*(?:keV)?\s*")
 
 _KNOWN = ("name", "band", "T_ref", "T_ref_err", "T_obs", "T_obs_err", "T_obs_lo", "T_obs_hi")
 
@@ -108,8 +113,8 @@ def read_observations(path: str | os.PathLike, *, confidence: float = 0.6827) ->
     if not 0.0 < confidence < 1.0:
         raise InputError(f"confidence must be between 0 and 1 (got {confidence})")
     scale = _sigmas(confidence)
-    header, rows = _read_rows(path, name)
-    _check_columns(header, name)
+    header_line, header, rows = _read_rows(path, name)
+    _check_columns(header, f"{name}, line {header_line}")
     names, lines, band = [], [], []
     values: dict[str, list[float]] = {c: [] for c in _KNOWN[2:] if c in header}
     for line, row in rows:
@@ -145,13 +150,11 @@ def read_observations(path: str | os.PathLike, *, confidence: float = 0.6827) ->
 
 def parse_band(text: str, where: str) -> tuple[float, float]:
     """``"0.5-10"`` (or ``0.5:10``, ``0.5–10 keV``) -> (0.5, 10.0)."""
-    clean = text.replace("keV", "").replace("–", "-").replace(":", "-").strip()
-    parts = [p for p in clean.split("-") if p.strip()]
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise InputError(f"{where}: band {text!r} is not LO-HI in keV (e.g. 0.5-10)") from None
-    if not 0.0 <= lo < hi:
+    match = _BAND.fullmatch(text)
+    if match is None:
+        raise InputError(f"{where}: band {text!r} is not LO-HI in keV (e.g. 0.5-10)")
+    lo, hi = float(match["lo"]), float(match["hi"])
+    if not lo < hi:
         raise InputError(f"{where}: band {text!r} needs 0 <= LO < HI")
     return lo, hi
 
@@ -163,7 +166,10 @@ def _sigmas(confidence: float) -> float:
     return float(ndtri(0.5 + confidence / 2.0))
 
 
-def _read_rows(path: str | os.PathLike, name: str) -> tuple[list[str], list[tuple[int, list]]]:
+def _read_rows(
+    path: str | os.PathLike, name: str
+) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
+    """The header's line number, its column names, and (line number, fields) per row."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             lines = [(i, line) for i, line in enumerate(f, start=1)]
@@ -172,14 +178,20 @@ def _read_rows(path: str | os.PathLike, name: str) -> tuple[list[str], list[tupl
     content = [(i, line) for i, line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not content:
         raise InputError(f"{name}: empty (expected a header line: T_ref,T_obs,T_obs_err,...)")
-    parsed = list(csv.reader(line for _, line in content))
-    header = [h.strip() for h in parsed[0]]
-    rows = []
-    for (i, _), row in zip(content[1:], parsed[1:], strict=True):
+    parsed = []
+    for i, line in content:
+        try:  # one line at a time: a quoted field may not run over into the next
+            (fields,) = csv.reader([line.rstrip("\r\n")], strict=True)
+        except (csv.Error, ValueError):
+            raise InputError(
+                f"{name}, line {i}: a quoted field is not closed on its line"
+            ) from None
+        parsed.append((i, fields))
+    header_line, header = parsed[0][0], [h.strip() for h in parsed[0][1]]
+    for i, row in parsed[1:]:
         if len(row) != len(header):
             raise InputError(f"{name}, line {i}: {len(row)} fields, the header has {len(header)}")
-        rows.append((i, row))
-    return header, rows
+    return header_line, header, parsed[1:]
 
 
 def _check_columns(header: list[str], name: str) -> None:
@@ -218,8 +230,11 @@ def _check_values(obs: Observations, raw: dict[str, np.ndarray]) -> None:
     checks = [
         (obs.T_ref > 0, "T_ref", obs.T_ref, "must be positive (keV)"),
         (obs.T_obs > 0, "T_obs", obs.T_obs, "must be positive (keV)"),
-        (obs.T_ref_err >= 0, "T_ref_err", obs.T_ref_err, "must not be negative"),
     ]
+    if "T_ref_err" in raw:  # the file's values, before the confidence scaling
+        checks.append(
+            (raw["T_ref_err"] >= 0, "T_ref_err", raw["T_ref_err"], "must not be negative")
+        )
     if "T_obs_err" in raw:
         checks.append((raw["T_obs_err"] > 0, "T_obs_err", raw["T_obs_err"], "must be positive"))
     else:
