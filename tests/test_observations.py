@@ -214,8 +214,7 @@ def test_column_problems(tmp_path, text, fragments):
     ids=["missing", "one bound", "unknown", "duplicate"],
 )
 def test_column_problems_name_the_header_line(tmp_path, text):
-    """The module promises that every problem names the line: the header's is line 3 here.
-    """
+    """The module promises that every problem names the line: the header's is line 3 here."""
     _refused(tmp_path, text, "line 3")
 
 
@@ -254,8 +253,7 @@ def test_negative_T_ref_err(tmp_path):
 
 @pytest.mark.parametrize("confidence", [0.6827, 0.9])
 def test_negative_T_ref_err_message_shows_the_files_value(tmp_path, confidence):
-    """The message quotes the file's -0.5, not -0.5 / 0.99998 or -0.5 / 1.645 = -0.304.
-    """
+    """The message quotes the file's -0.5, not -0.5 / 0.99998 or -0.5 / 1.645 = -0.304."""
     text = "T_ref,T_ref_err,T_obs,T_obs_err\n5,-0.5,4.6,0.3\n"
     _refused(tmp_path, text, "line 2", "T_ref_err = -0.5 must", confidence=confidence)
 
@@ -310,8 +308,7 @@ def test_not_utf8(tmp_path):
 
 
 def test_quoted_newline_is_an_input_error(tmp_path):
-    """A quoted field running over two lines is an InputError naming the line, not a crash.
-    """
+    """A quoted field running over two lines is an InputError naming the line, not a crash."""
     text = 'name,T_ref,T_obs,T_obs_err\n"Abell\n2029",5,4.6,0.3\n6,5.5,0.3,x\n'
     _refused(tmp_path, text, "line 2")
 
@@ -333,8 +330,7 @@ def test_bad_band(tmp_path, band, fragments):
 
 
 def test_negative_band_edge_refused(tmp_path):
-    """ "-1-5" has LO = -1: refused, not read as 1-5.
-    """
+    """ "-1-5" has LO = -1: refused, not read as 1-5."""
     text = "T_ref,T_obs,T_obs_err,band\n5,4.6,0.3,-1-5\n"
     _refused(tmp_path, text, "line 2", "band '-1-5'")
 
