@@ -53,7 +53,9 @@ def test_linear_sigma():
     assert linear_sigma(np.array(x + hi), x, lo, hi) == pytest.approx(hi)
     assert linear_sigma(np.array(x - lo), x, lo, hi) == pytest.approx(lo)
     assert linear_sigma(np.array([1.0, 9.0]), x, 0.3, 0.3) == pytest.approx([0.3, 0.3])
-    assert linear_sigma(np.array(-100.0), x, lo, hi) == pytest.approx(0.1 * lo)  # the floor
+    # beyond the bounds each side keeps its own error (not shrinking towards zero)
+    assert linear_sigma(np.array([-100.0, 100.0]), x, lo, hi) == pytest.approx([lo, hi])
+    assert linear_sigma(np.array([-100.0, 100.0]), x, hi, lo) == pytest.approx([hi, lo])
 
 
 def test_likelihood_is_the_documented_formula(made):
@@ -73,6 +75,11 @@ def test_likelihood_is_the_documented_formula(made):
         sig = 2 * obs.sigma_lo * obs.sigma_hi / total + (obs.sigma_hi - obs.sigma_lo) / total * (
             mu - obs.T_obs
         )
+        small, large = (
+            np.minimum(obs.sigma_lo, obs.sigma_hi),
+            np.maximum(obs.sigma_lo, obs.sigma_hi),
+        )
+        sig = np.clip(sig, small, large)
         var = sig**2 + (slope * obs.T_ref_err) ** 2 + pred.T1_error**2 + (p[3] * mu) ** 2
         expected = -0.5 * np.sum((obs.T_obs - mu) ** 2 / var + np.log(2 * math.pi * var))
         assert row == pytest.approx(expected, rel=1e-12)
@@ -249,3 +256,20 @@ def test_infer_command_text_and_errors(made, capsys):
     assert "--fix 'index': expected AXIS=VALUE" in capsys.readouterr().err
     assert main(["infer", str(made["tilt"]), str(made["by_tilt"]), "--steps", "10"]) == 2
     assert "--steps must be at least 100" in capsys.readouterr().err
+
+
+def test_an_axis_t1_does_not_depend_on_is_held_fixed(made, tmp_path, caplog):
+    """tilt's pivot rescales the ARF by a constant (the free norm absorbs it): not sampled."""
+    lib = build(tmp_path, "pivots", family="tilt",
+                axes="index = [-0.2, -0.1, 0.0, 0.1]\npivot = [1.0, 3.0, 6.0]\n")  # fmt: skip
+    em = Emulator.from_library(lib, accuracy=False)
+    assert em.inert == ("pivot",)
+    with caplog.at_level("INFO"):
+        result = infer([lib], made["by_tilt"], evidence=False, steps=400)
+    assert "T1 does not depend on pivot" in caplog.text
+    assert result.best.names == ["index"]
+    assert result.best.as_dict()["fixed"] == {"pivot": 3.0}
+    assert "held fixed: pivot = 3" in result.format()
+    # a user's own choice wins
+    chosen = infer([lib], made["by_tilt"], evidence=False, steps=400, fixed={"pivot": 1.0})
+    assert chosen.best.likelihood.fixed == {"pivot": 1.0}

@@ -101,8 +101,8 @@ def files(tmp_path_factory):
 #: name -> (libraries, observations, options) of infer
 CASES = {
     "one": (["tilt"], "obs", {"fixed": {"pivot": 3.0}}),
-    "two": (["tilt"], "obs", {}),
-    "scatter": (["tilt"], "obs", {"scatter": True}),
+    "two": (["tilt"], "obs", {"scatter": True}),  # pivot is inert: index and scatter
+    "scatter": (["gauss"], "obs", {"fixed": {"sigma": 0.6}, "scatter": True}),
     "gaussian": (["gauss"], "obs", {}),
     "none": (["tilt"], "obs", {"fixed": {"pivot": 3.0, "index": 0.1}}),
     "bands": (["tilt", "hard"], "bands", {}),
@@ -297,11 +297,11 @@ def test_the_corner_plot_shows_the_samples_and_marks_the_best(results, monkeypat
     monkeypatch.setattr(corner, "corner", spy)
     result = results("scatter")
     m = result.best
-    assert m.names == ["index", "pivot", "scatter"]
+    assert m.names == ["mu", "amp", "scatter"]
     fig = inference_figure(result)
     ((samples, kwargs),) = calls
     assert samples is m.samples
-    assert kwargs["labels"] == ["index", "pivot (keV)", "scatter"]
+    assert kwargs["labels"] == ["mu (keV)", "amp", "scatter"]
     assert tuple(kwargs["levels"]) == (0.68, 0.95)
     assert tuple(kwargs["quantiles"]) == (0.16, 0.5, 0.84) and kwargs["show_titles"]
     axes = _corner_axes(fig, 3)
@@ -317,7 +317,7 @@ def test_the_corner_plot_shows_the_samples_and_marks_the_best(results, monkeypat
             line.get_xdata()[0] for line in diagonal.get_lines() if line.get_linestyle() == "--"
         ]
         assert np.isclose(sorted(dashed)[1], median)
-    assert axes[2, 0].get_ylabel() == "scatter" and axes[2, 1].get_xlabel() == "pivot (keV)"
+    assert axes[2, 0].get_ylabel() == "scatter" and axes[2, 1].get_xlabel() == "amp"
     legend = fig.subfigs[0].legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
     assert "best fit (max. posterior)" in labels and "68 %, 95 % contours" in labels
@@ -371,8 +371,9 @@ def test_with_the_evidence_the_ranking_gives_ln_z(results):
     result = dataclasses.replace(ranked, models=models)
     lines = _summary_text(inference_figure(result)).splitlines()
     assert lines[0].endswith("; ln Z = -3.00 ± 0.10")
-    assert lines[1].startswith("ranking by evidence")
-    assert lines[3].split() == "2. gaussian (gauss.h5) ln Z = -9.50 ln B = 6.50 strong".split()
+    assert "fixed: pivot = 3 keV" in lines  # tilt's pivot: inert, held fixed
+    i = next(k for k, line in enumerate(lines) if line.startswith("ranking by evidence"))
+    assert lines[i + 2].split() == "2. gaussian (gauss.h5) ln Z = -9.50 ln B = 6.50 strong".split()
 
 
 def test_an_observation_the_model_does_not_explain_is_ringed_and_named(results):

@@ -188,6 +188,8 @@ class Emulator(ABC):
         self.provenance: dict[str, Any] = dict(header["provenance"])
         self.status_counts: dict[str, dict[int, int]] = dict(header.get("status_counts", {}))
         self.accuracy: Accuracy | None = header.get("accuracy")
+        #: Modifier axes along which T1 and T1′ do not change (``TrainingSet.inert_axes``).
+        self.inert: tuple[str, ...] = tuple(header.get("inert", ()))
         self._lo = np.array([a.coordinates[0] for a in self.axes])
         self._hi = np.array([a.coordinates[-1] for a in self.axes])
 
@@ -479,6 +481,7 @@ class Emulator(ABC):
         group.attrs["provenance"] = json.dumps(self.provenance, default=str)
         group.attrs["status_counts"] = json.dumps(self.status_counts)
         group.attrs["accuracy"] = json.dumps(self.accuracy.as_dict() if self.accuracy else None)
+        group.attrs["inert"] = json.dumps(list(self.inert))
         group.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         group.attrs["xrmod_version"] = __version__
         group.attrs["axes"] = [a.name for a in self.axes]
@@ -540,6 +543,7 @@ class Emulator(ABC):
                 for a in self.axes
             ],
             "fixed": self.fixed,
+            "inert": list(self.inert),
             "accuracy": self.accuracy.as_dict() if self.accuracy else None,
             "status_counts": {
                 f: {str(k): v for k, v in c.items()} for f, c in self.status_counts.items()
@@ -556,6 +560,8 @@ class Emulator(ABC):
         lines += [f"  {a.describe()}" for a in self.axes]
         for name, value in self.fixed.items():
             lines.append(f"  {name}: fixed at {value:g} (one value in the library)")
+        for name in self.inert:
+            lines.append(f"  {name}: T1 and T1' do not depend on it (held fixed by infer)")
         if self.accuracy is not None:
             lines += ["  " + line for line in self.accuracy.format().splitlines()]
         return "\n".join(lines)
@@ -970,6 +976,7 @@ def _header_from(training: TrainingSet) -> dict[str, Any]:
         "provenance": {k: _plain(training.attrs[k]) for k in _PROVENANCE if k in training.attrs},
         "status_counts": training.status_counts,
         "accuracy": None,
+        "inert": training.inert_axes(),
     }
 
 
@@ -1015,6 +1022,7 @@ def _read_header(group: h5py.Group) -> dict[str, Any]:
         "provenance": json.loads(decode_attr(group.attrs["provenance"])),
         "status_counts": {f: {int(k): v for k, v in c.items()} for f, c in counts.items()},
         "accuracy": Accuracy(**accuracy) if accuracy else None,
+        "inert": json.loads(decode_attr(group.attrs.get("inert", "[]"))),
     }
 
 

@@ -69,6 +69,8 @@ class ModelResult:
     evidence: dict[str, float] | None = None
     bands: list[list[float] | None] = field(default_factory=list)
     emulators: list[Emulator] = field(default_factory=list, repr=False)
+    #: Index into :attr:`emulators` (and :attr:`bands`) of each observation's library.
+    band_of: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
 
     @property
     def names(self) -> list[str]:
@@ -153,15 +155,20 @@ class ModelResult:
         evaluate = self.emulators[band].bind(kT, "T1")
         draws = self.likelihood.theta(self._draws(seed))
         ratio = evaluate(draws).value / kT
-        q = np.nanquantile(ratio, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
+        with warnings.catch_warnings():  # "All-NaN slice": no valid draw at some kT, NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nanquantile(ratio, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
         best = evaluate(self.likelihood.theta(self.best[None, :])).value[0] / kT
         keys = ("lo95", "lo68", "median", "hi68", "hi95")
         return {"kT": kT, "best": best, **dict(zip(keys, q, strict=True))}
 
     def _draws(self, seed: int) -> np.ndarray:
+        """Posterior samples for the predictive: a random subset, or all repeated when few."""
         rng = np.random.default_rng(seed)
-        n = min(_PREDICTIVE_DRAWS, self.samples.shape[0])
-        return self.samples[rng.choice(self.samples.shape[0], n, replace=False)]
+        n = self.samples.shape[0]
+        if n >= _PREDICTIVE_DRAWS:
+            return self.samples[rng.choice(n, _PREDICTIVE_DRAWS, replace=False)]
+        return self.samples[rng.choice(n, _PREDICTIVE_DRAWS, replace=True)]
 
     def as_dict(self, seed: int = 0) -> dict[str, Any]:
         """Everything about this model as JSON types."""
@@ -170,6 +177,7 @@ class ModelResult:
             "libraries": self.libraries,
             "bands": self.bands,
             "parameters": self.summary(),
+            "fixed": dict(self.likelihood.fixed),
             "goodness_of_fit": self.goodness_of_fit(),
             "evidence": self.evidence,
             "sampler": self.sampler,
@@ -366,6 +374,7 @@ def infer(
         )
         log.info("sampling %s (%d parameters)", members[0].family, like.ndim)
         model = _sample(like, members, walkers=walkers, steps=steps, seed=seed + i)
+        model.band_of = band_of
         if evidence:
             model.evidence = nested_evidence(like, live_points=live_points, seed=seed + i)
         models.append(model)
@@ -631,6 +640,9 @@ def _format_model(m: ModelResult) -> list[str]:
         lines.append(
             f"  {name:<10} {s['best']:>10.4g} {s['median']:>10.4g} {ci68:>22} {ci95:>22}{unit}"
         )
+    if m.likelihood.fixed:
+        held = ", ".join(f"{k} = {v:g}" for k, v in m.likelihood.fixed.items())
+        lines.append(f"  held fixed: {held}")
     gof = m.goodness_of_fit()
     p = f", p = {gof['p_value']:.3g}" if gof["p_value"] is not None else ""
     lines.append(f"  chi2 = {gof['chi2']:.2f} for {gof['dof']} dof{p} at the best parameters")

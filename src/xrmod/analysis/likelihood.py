@@ -10,13 +10,14 @@ T_ref ≈ T. For source i, with μ_i = T1(θ, T_ref,i) from the emulator,
 
 where σ_obs is the observation's error (an asymmetric one as Barlow's
 linear-σ model, σ(μ) = 2σ₊σ₋/(σ₊+σ₋) + (σ₊−σ₋)/(σ₊+σ₋) · (μ − T_obs), which
-is σ₊ one σ₊ above T_obs and σ₋ one σ₋ below: R. Barlow 2004,
-arXiv:physics/0406120, §3.4), the second term is T_ref's error carried
-through the curve (errors in both variables, to first order), σ_emu the
-emulator's own error (:mod:`xrmod.analysis.emulator`) and s an optional
-intrinsic scatter, a fraction of T. The priors are flat over a box: the
-library's grid, or a narrower range the user gives. A point next to a failed
-library node has no likelihood (−∞).
+is σ₊ one σ₊ above T_obs and σ₋ one σ₋ below, R. Barlow 2004,
+arXiv:physics/0406120, §3.4; held at σ₊ or σ₋ beyond the bounds), the
+second term is T_ref's error carried through the curve (errors in both
+variables, to first order), σ_emu the emulator's own error
+(:mod:`xrmod.analysis.emulator`) and s an optional intrinsic scatter, a
+fraction of T. The priors are flat over a box: the library's grid, or a
+narrower range the user gives. A point next to a failed library node has no
+likelihood (−∞).
 
 The baseline "no distortion" model has μ_i = T_ref,i and no emulator: what
 the data say if the two instruments agree.
@@ -24,6 +25,7 @@ the data say if the two instruments agree.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,12 +38,12 @@ from xrmod.errors import InputError
 
 __all__ = ["SCATTER", "Likelihood", "Parameter", "linear_sigma"]
 
+log = logging.getLogger(__name__)
+
 #: Name of the intrinsic-scatter parameter (a fraction of the temperature).
 SCATTER = "scatter"
 #: Default upper end of the scatter's flat prior.
 SCATTER_MAX = 0.5
-#: Smallest σ of the linear-σ model, as a fraction of the smaller error (keeps V > 0).
-_SIGMA_FLOOR = 0.1
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -63,12 +65,14 @@ class Parameter:
 def linear_sigma(mu: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Barlow's linear-σ error at model value *mu* of a measurement x (−lo, +hi).
 
-    Symmetric errors (lo = hi) give σ = lo everywhere. The σ is kept above
-    a tenth of the smaller error, so that V never reaches zero far below x.
+    Linear between the bounds, where it is lo at x − lo and hi at x + hi;
+    beyond them it stays at that bound's error rather than shrinking towards
+    zero (a point far from the model keeps its stated error: robust to an
+    outlier). Symmetric errors (lo = hi) give σ = lo everywhere.
     """
     total = lo + hi
     sigma = 2.0 * lo * hi / total + (hi - lo) / total * (mu - x)
-    return np.maximum(sigma, _SIGMA_FLOOR * np.minimum(lo, hi))
+    return np.clip(sigma, np.minimum(lo, hi), np.maximum(lo, hi))
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class Likelihood:
         else:
             first = emulators[0]
             self.axis_names = first.parameters
+            fixed |= _hold_inert(first, fixed, priors)
             self.parameters = _free_parameters(first, fixed, priors)
             self._fixed_values = np.array([fixed.get(n, np.nan) for n in self.axis_names])
             self._bands, self._rows = [], []
@@ -142,6 +147,8 @@ class Likelihood:
                 raise InputError(f"the scatter's prior needs a positive upper end ({scatter_max})")
             self.parameters.append(Parameter(SCATTER, 0.0, float(scatter_max)))
         self.scatter = scatter
+        #: Modifier axes not sampled: the user's ``fixed`` and the inert ones, with their values.
+        self.fixed = fixed
         self._free_axes = [
             i for i, n in enumerate(self.axis_names) if n in {p.name for p in self.parameters}
         ]
@@ -256,6 +263,24 @@ def _free_parameters(
                 )
             lo, hi = p_lo, p_hi
         out.append(Parameter(name, lo, hi, axis.units))
+    return out
+
+
+def _hold_inert(
+    emulator: Emulator, fixed: Mapping[str, float], priors: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Axes T1 does not depend on (``Emulator.inert``), held at their grid middle, logged."""
+    out = {}
+    for name in emulator.inert:
+        if name in fixed or name in priors:
+            continue
+        nodes = next(a.nodes for a in emulator.axes if a.name == name)
+        out[name] = float(nodes[nodes.size // 2])
+        log.info(
+            "%s: T1 does not depend on %s anywhere in %s (a constant factor the free norm "
+            "absorbs): held at %g, not sampled",
+            emulator.family, name, emulator.library, out[name],
+        )  # fmt: skip
     return out
 
 

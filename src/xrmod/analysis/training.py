@@ -168,6 +168,27 @@ class TrainingSet:
         """The fitted temperature (keV) of *fit* at every node, NaN where unknown."""
         return np.exp(self.targets[fit]) * self.kT_grid()
 
+    def inert_axes(self, tolerance: float = 1e-6) -> tuple[str, ...]:
+        """Modifier axes along which neither T1 nor T1′ changes anywhere (relative *tolerance*).
+
+        ``tilt``'s ``pivot`` is one: (E / pivot)**index only rescales the ARF
+        by a constant, which the free norm absorbs. Inference holds such an
+        axis fixed instead of sampling a parameter the data cannot see.
+        """
+        out = []
+        for j, axis in enumerate(self.axes[:-1]):
+            spread = 0.0
+            for fit in FITS:
+                values = np.where(self.usable[fit], self.targets[fit], np.nan)
+                if np.isfinite(values).any():
+                    with warnings.catch_warnings():  # all-NaN lines: nothing to compare
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        lines = np.nanmax(values, axis=j) - np.nanmin(values, axis=j)
+                    spread = max(spread, float(np.nanmax(lines, initial=0.0)))
+            if spread < tolerance:
+                out.append(axis.name)
+        return tuple(out)
+
     def kT_grid(self) -> np.ndarray:
         """kT_true broadcast over the grid."""
         kT = self.axes[-1].nodes
