@@ -218,6 +218,13 @@ def test_libraries_per_band_form_one_model(made):
     for name, truth in GAUSS_TRUTH.items():
         lo, hi = summary[name]["ci95"]
         assert lo <= truth <= hi, (name, summary[name])
+    # one band alone: its rows selected, the other band's library not needed
+    soft = infer([made["gauss"]], csv, bands=["0.5-10"], evidence=False, steps=300)
+    assert len(soft.observations) == len(soft_rows)
+    with pytest.raises(InputError, match=r"no gaussian library for the band 2-7 keV"):
+        infer([made["gauss"]], csv, evidence=False, steps=300)
+    with pytest.raises(InputError, match=r"no observation in the band\(s\) 1-3"):
+        infer([made["gauss"]], csv, bands=["1-3"], evidence=False, steps=300)
     # a band no library has
     bad = tmp / "bad-band.csv"
     bad.write_text("band,T_ref,T_obs,T_obs_err\n0.5-10,3.0,2.9,0.1\n0.3-2,3.0,2.9,0.1\n")

@@ -46,3 +46,25 @@ def test_template_documents_every_family():
     template = template_text()
     for name in families():
         assert get_family(name).formula.split("= ", 1)[1] in template, name
+
+
+def test_use_side_example_files_are_valid():
+    """docs/example: every config loads, the clusters parse, the figures are committed."""
+    from xrmod.analysis.observations import read_observations
+    from xrmod.job import load_job
+
+    example = ROOT / "docs" / "example"
+    families = {}
+    for name in ("gauss", "gauss-hard", "tilt", "tilt-hard"):
+        job = load_job(example / f"{name}.toml")
+        assert job.config.library.noise == "asimov"
+        families[name] = (job.config.modifier.family, tuple(job.config.instrument.band))
+    assert families["gauss"] == ("gaussian", (0.5, 10.0))
+    assert families["tilt-hard"] == ("tilt", (2.0, 7.0))
+    obs = read_observations(example / "clusters.csv")
+    assert len(obs) == 80 and obs.has_bands
+    text = (ROOT / "README.md").read_text()
+    for figure in ("docs/bias-map.png", "docs/posterior.png"):
+        assert f"]({figure})" in text
+        assert (ROOT / figure).stat().st_size > 50_000
+    assert "(docs/api.md)" in text and (ROOT / "docs" / "api.md").exists()

@@ -293,6 +293,7 @@ def _infer(args: argparse.Namespace) -> int:
         evidence=not args.no_evidence,
         live_points=args.live_points,
         emulator=args.emulator,
+        bands=args.band,
     )
     if args.plot:
         from xrmod.analysis.inference_plot import plot_inference
@@ -481,12 +482,18 @@ def _main_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fix", action="append", metavar="AXIS=VALUE", help="hold an axis fixed")
     p.add_argument(
+        "--band",
+        action="append",
+        metavar="LO-HI",
+        help="use only the observations of this band (repeatable; the CSV's band column)",
+    )
+    p.add_argument(
         "--confidence",
         type=float,
         default=0.6827,
         help="confidence level of the CSV's errors (default 0.683; 0.9 for 90 %%)",
     )
-    p.add_argument("--walkers", type=int, help="emcee walkers (default max(32, 8 x parameters))")
+    p.add_argument("--walkers", type=int, help="emcee walkers (default max(64, 8 x parameters))")
     p.add_argument("--steps", type=int, default=3000, help="emcee steps (default 3000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--no-evidence", action="store_true", help="skip nested sampling; rank by BIC")

@@ -43,7 +43,7 @@ from xrmod.analysis.likelihood import SCATTER_MAX, Likelihood
 from xrmod.analysis.observations import Observations, read_observations
 from xrmod.errors import InputError
 
-__all__ = ["InferenceResult", "ModelResult", "infer", "strength"]
+__all__ = ["InferenceResult", "ModelResult", "group_by_band", "infer", "select_bands", "strength"]
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,7 @@ def infer(
     evidence: bool = True,
     live_points: int = 400,
     emulator: str | None = None,
+    bands: Sequence[str] | None = None,
 ) -> InferenceResult:
     """Sample the posterior of θ for each family and rank the families.
 
@@ -332,7 +333,7 @@ def infer(
     confidence : float
         Confidence level of the observations' errors.
     walkers, steps : int
-        emcee's ensemble size (default max(32, 8 × parameters)) and steps.
+        emcee's ensemble size (default max(64, 8 × parameters)) and steps.
     seed : int
         Seeds every random draw: the same inputs give the same result.
     evidence : bool
@@ -342,6 +343,9 @@ def infer(
     emulator : str, optional
         ``spline`` or ``mlp``: build that kind; by default a library's saved
         emulator when it is up to date, else a new spline one.
+    bands : sequence of str, optional
+        Use only the observations of these bands (``"0.5-10"``; the CSV's
+        ``band`` column), e.g. to ask what one band alone says.
 
     Raises
     ------
@@ -355,6 +359,8 @@ def infer(
         if isinstance(observations, Observations)
         else (read_observations(observations, confidence=confidence))
     )
+    if bands:
+        obs = select_bands(obs, bands)
     if not libraries:
         raise InputError("no library to infer from")
     if steps < 100:
@@ -381,6 +387,21 @@ def infer(
     models.sort(key=_rank_key)
     baseline = _baseline(obs, models[0], scatter, scatter_max, evidence, live_points, seed)
     return InferenceResult(models, baseline, obs, time.perf_counter() - start, seed)
+
+
+def select_bands(obs: Observations, bands: Sequence[str]) -> Observations:
+    """The observations whose ``band`` is one of *bands* (``"LO-HI"`` keV)."""
+    from xrmod.analysis.observations import parse_band
+
+    if not obs.has_bands:
+        raise InputError(f"{obs.path}: no band column to select bands from")
+    wanted = [parse_band(b, "--band") for b in bands]
+    keep = np.zeros(len(obs), dtype=bool)
+    for band in wanted:
+        keep |= np.all(np.isclose(obs.band, band), axis=1)
+    if not keep.any():
+        raise InputError(f"{obs.path}: no observation in the band(s) {', '.join(bands)}")
+    return obs.subset(keep)
 
 
 def group_by_band(
@@ -470,7 +491,7 @@ def _sample(
             emulators=list(members),
         )
     rng = np.random.default_rng(seed)
-    n_walkers = walkers or max(32, 8 * like.ndim)
+    n_walkers = walkers or max(64, 8 * like.ndim)
     if n_walkers < 2 * like.ndim or n_walkers % 2:
         raise InputError(f"--walkers must be even and at least {2 * like.ndim} (got {n_walkers})")
     start = _starting_points(like, n_walkers, rng)
