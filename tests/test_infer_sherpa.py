@@ -15,27 +15,17 @@ Skipped (visibly) when Sherpa with XSPEC models is not importable, unless
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from library_helpers import build, config_text, write_csv
-from sherpa_helpers import REQUIRE_ENV, SherpaPeer, import_sherpa_xspec, job_from_text
+from sherpa_helpers import SherpaPeer, job_from_text, sherpa_xspec_or_skip
 
 pytest.importorskip("emcee")
 
 from xrmod.analysis.inference import infer
 from xrmod.responses.writing import write_arf, write_rmf
 
-_missing = None
-try:
-    _xspec = import_sherpa_xspec()
-except (ImportError, OSError) as _exc:
-    _missing = f"Sherpa with XSPEC models is not importable ({type(_exc).__name__}: {_exc})"
-if _missing is not None:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {_missing}", pytrace=False)
-    pytest.skip(f"{_missing}; set {REQUIRE_ENV}=1 to make this a failure", allow_module_level=True)
+_xspec = sherpa_xspec_or_skip()
 
 TRUTH = {"mu": 1.65, "sigma": 0.45, "amp": 0.12}
 TEMPS = [1.7, 2.1, 2.6, 3.2, 3.9, 4.8, 5.9, 7.2]

@@ -12,32 +12,15 @@ Skipped (visibly) when Sherpa with XSPEC models is not importable, unless
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from sherpa_helpers import REQUIRE_ENV, SherpaPeer, import_sherpa_xspec, job_from_text
+from sherpa_helpers import SherpaPeer, job_from_text, sherpa_xspec_or_skip
 
 from xrmod.config import default_config_text
 from xrmod.engines import get_engine
 from xrmod.status import JUMP_TOLERANCE, Status
 
-# Not pytest.importorskip: Sherpa built without XSPEC raises a plain ImportError
-# (not ModuleNotFoundError), for which importorskip warns on pytest >= 8.2 (an
-# error here), and xspectrampoline_helpers must be imported first anyway.
-_missing = None
-try:
-    _xspec = import_sherpa_xspec()
-except (ImportError, OSError) as _exc:
-    _missing = f"Sherpa with XSPEC models is not importable ({type(_exc).__name__}: {_exc})"
-if _missing is not None:
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(
-            f"{REQUIRE_ENV}=1 but {_missing}; install it as DESIGN.md §8 says "
-            "(pip install sherpa==4.19.0 -Csetup-args=-Dxspec-prefix=$HEADAS of xspectrampoline)",
-            pytrace=False,
-        )
-    pytest.skip(f"{_missing}; set {REQUIRE_ENV}=1 to make this a failure", allow_module_level=True)
+_xspec = sherpa_xspec_or_skip()
 
 # Tolerances of the cross-check (the brief's): the fitted kT within 0.2 % of
 # Sherpa's; each bound within 2 % of its half-width, i.e. of the distance
