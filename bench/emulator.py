@@ -47,7 +47,8 @@ import numpy as np
 from scipy.interpolate import NdBSpline, RegularGridInterpolator
 
 from xrmod import _spline
-from xrmod.analysis.emulator import QUANTITIES, Emulator, SplineEmulator, _fill, _known
+from xrmod.analysis.emulator import QUANTITIES, Emulator
+from xrmod.analysis.spline import SplineEmulator, fill_unknown, known_nodes
 from xrmod.analysis.training import read_training_set
 
 logger = logging.getLogger("bench.emulator")
@@ -267,7 +268,9 @@ def bench_4d(em: SplineEmulator, args, table: Table, checks: dict[str, float]) -
     )
 
     training = read_training_set(em.library)
-    nodes = _fill(training.targets["T1"], _known(training, "T1"))  # as the emulator fills them
+    nodes = fill_unknown(
+        training.targets["T1"], known_nodes(training, "T1")
+    )  # as the emulator fills them
     start = time.perf_counter()
     rgi = RegularGridInterpolator([a.coordinates for a in em.axes], nodes, method="cubic")
     rgi_build = time.perf_counter() - start

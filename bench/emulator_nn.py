@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from xrmod.analysis.emulator import QUANTITIES, Accuracy, Emulator, interior_slices
+from xrmod.analysis.emulator import QUANTITIES, Accuracy, Emulator
 from xrmod.analysis.neural import compare_with_spline
+from xrmod.analysis.spline import interior_slices
 from xrmod.analysis.training import TrainingSet, read_training_set
 
 logger = logging.getLogger("bench.emulator_nn")

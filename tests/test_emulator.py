@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from library_helpers import build, fitted
 
-from xrmod.analysis.emulator import Emulator, SplineEmulator, load_emulator
+from xrmod.analysis.emulator import Emulator, load_emulator
+from xrmod.analysis.spline import SplineEmulator
 from xrmod.analysis.training import library_digest, read_training_set
 from xrmod.cli import main
 from xrmod.errors import InputError

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from library_helpers import build
 
-from xrmod.analysis.emulator import Emulator, SplineEmulator, interior_slices
+from xrmod.analysis.emulator import Emulator
+from xrmod.analysis.spline import SplineEmulator, interior_slices
 from xrmod.analysis.training import read_training_set
 from xrmod.errors import InputError
 

@@ -13,7 +13,8 @@ import pytest
 from scipy.interpolate import NdBSpline
 
 from xrmod import _spline
-from xrmod.analysis.emulator import QUANTITIES, _along_axis, spline_coefficients
+from xrmod.analysis.emulator import QUANTITIES
+from xrmod.analysis.spline import _along_axis, spline_coefficients
 
 # ---------------------------------------------------------------- helpers
 

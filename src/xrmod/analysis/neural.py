@@ -34,20 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from xrmod.analysis.emulator import (
-    QUANTITIES,
-    Accuracy,
-    Emulator,
+from xrmod.analysis.emulator import QUANTITIES, Accuracy, Emulator
+from xrmod.analysis.spline import (
     SplineEmulator,
-    _cells_ok,
-    _fill,
-    _known,
-    _max,
-    _rms,
-    _slice_errors,
-    _slice_points,
+    cells_ok,
+    fill_unknown,
     interior_slices,
+    known_nodes,
     leave_one_slice_out,
+    max_abs,
+    rms,
+    slice_errors,
+    slice_points,
 )
 from xrmod.analysis.training import FITS, TrainingSet
 from xrmod.errors import InputError
@@ -215,7 +213,8 @@ class NeuralEmulator(Emulator):
                 self.accuracy = self._held_out_accuracy(training)
                 if compare:
                     filled = {
-                        q: _fill(training.targets[q], _known(training, q)) for q in QUANTITIES
+                        q: fill_unknown(training.targets[q], known_nodes(training, q))
+                        for q in QUANTITIES
                     }
                     self.spline_accuracy = leave_one_slice_out(
                         training, filled, slices=self.held_out
@@ -231,14 +230,14 @@ class NeuralEmulator(Emulator):
             self.training_info = dict(arrays["training"])
             self.spline_accuracy = arrays["spline_accuracy"]
             self._prepare()
-        self._cell_ok = {fit: _cells_ok(u) for fit, u in self._usable.items()}
+        self._cell_ok = {fit: cells_ok(u) for fit, u in self._usable.items()}
 
     # ------------------------------------------------------------ training
     def _fit(self, training: TrainingSet, opts: TrainingOptions) -> None:
         """Standardise the nodes, split them, train the network, keep its best weights."""
         x = self._standardise(_grid_points(training))
         y = np.stack([training.targets[q].ravel() for q in QUANTITIES], axis=1)
-        known = np.stack([_known(training, q).ravel() for q in QUANTITIES], axis=1)
+        known = np.stack([known_nodes(training, q).ravel() for q in QUANTITIES], axis=1)
         y = np.where(known, y, 0.0)
         test = _slice_mask(training.shape, self.held_out).ravel()
         candidates = np.flatnonzero(known.any(axis=1) & ~test)
@@ -295,7 +294,7 @@ class NeuralEmulator(Emulator):
         """Errors on the held-out slices, pooled as the spline's leave-one-slice-out."""
         coords = [a.coordinates for a in training.axes]
         predicted = [
-            self._evaluate(_slice_points(coords, j, k), list(FITS), gradient=False)[0]
+            self._evaluate(slice_points(coords, j, k), list(FITS), gradient=False)[0]
             for j, k in self.held_out
         ]
         return slice_accuracy(training, self.held_out, predicted, method="held-out slices")
@@ -480,18 +479,18 @@ def slice_accuracy(
     per_axis: dict[str, list[np.ndarray]] = {}
     for (j, k), values in zip(slices, predicted, strict=True):
         for fit in FITS:
-            err, rel = _slice_errors(training, fit, j, k, values[fit])
+            err, rel = slice_errors(training, fit, j, k, values[fit])
             errors[fit].append(err)
             relative[fit].append(rel)
             if fit == "T1":
                 per_axis.setdefault(training.axes[j].name, []).append(err)
     return Accuracy(
         method=method,
-        rms={f: _rms(errors[f]) for f in FITS},
-        max={f: _max(errors[f]) for f in FITS},
-        rms_relative={f: _rms(relative[f]) for f in FITS},
+        rms={f: rms(errors[f]) for f in FITS},
+        max={f: max_abs(errors[f]) for f in FITS},
+        rms_relative={f: rms(relative[f]) for f in FITS},
         nodes={f: int(sum(e.size for e in errors[f])) for f in FITS},
-        per_axis={a: _rms(e) for a, e in per_axis.items()},
+        per_axis={a: rms(e) for a, e in per_axis.items()},
     )
 
 
