@@ -183,8 +183,11 @@ GOOD_HEADER = "T_ref,T_obs,T_obs_err\n"
             ["T_obs_err or T_obs_lo and T_obs_hi, not both"],
         ),
         (
-            "T_ref,T_obs,T_obs_err,kT_err\n5,4.6,0.3,1\n",
-            ["unknown column 'kT_err'", "name, band, T_ref, T_ref_err, T_obs, T_obs_err, T_obs_lo"],
+            "T_ref,T_obs,T_obs_error\n5,4.6,0.3\n",
+            [
+                "unknown column 'T_obs_error' (did you mean 'T_obs_err'?",
+                "name, band, T_ref, T_ref_err, T_obs, T_obs_err, T_obs_lo",
+            ],
         ),
         ("T_ref,T_obs,T_obs_err,T_obs\n5,4.6,0.3,4\n", ["column 'T_obs' appears twice"]),
     ],
@@ -208,7 +211,7 @@ def test_column_problems(tmp_path, text, fragments):
     [
         "# comment\n\nT_obs,T_obs_err\n4.6,0.3\n",
         "# comment\n\nT_ref,T_obs,T_obs_lo\n5,4.6,4\n",
-        "# comment\n\nT_ref,T_obs,T_obs_err,kT_err\n5,4.6,0.3,1\n",
+        "# comment\n\nT_ref,T_obs,T_obs_err,T_ref_error\n5,4.6,0.3,1\n",
         "# comment\n\nT_ref,T_obs,T_obs_err,T_obs\n5,4.6,0.3,4\n",
     ],
     ids=["missing", "one bound", "unknown", "duplicate"],
@@ -428,3 +431,13 @@ def test_library_is_usable(library):
 
     emulator = Emulator.from_library(library, accuracy=False)
     assert emulator.parameters == ("mu", "sigma", "amp")
+
+
+def test_other_columns_are_ignored_and_names_match_in_any_case(tmp_path, caplog):
+    import logging
+
+    path = _write(tmp_path, "ID,t_ref,T_OBS,T_obs_err,exposure_ks\nA,5,4.6,0.3,40\n")
+    with caplog.at_level(logging.WARNING):
+        obs = read_observations(path)
+    assert obs.T_ref.tolist() == [5.0] and obs.T_obs.tolist() == [4.6]
+    assert "ignoring column(s) 'ID', 'exposure_ks'" in caplog.text

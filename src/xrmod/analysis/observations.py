@@ -15,6 +15,10 @@ and blank lines are skipped):
                 compared with the library of that band
 ==============  =====================================================
 
+Column names are matched in any case; other columns (an exposure, a
+redshift) are ignored with a warning, but one that looks like a misspelt
+column of the table (``T_obs_error``) is an error.
+
 Errors and bounds are at the confidence level ``confidence`` (0.683 by
 default; 0.90 for XSPEC's customary 90 % errors), turned into 1σ here.
 Every problem names the line of the file: a missing column, a value that is
@@ -25,6 +29,8 @@ wrong side of ``T_obs``.
 from __future__ import annotations
 
 import csv
+import difflib
+import logging
 import math
 import os
 import re
@@ -35,6 +41,8 @@ import numpy as np
 from xrmod.errors import InputError
 
 __all__ = ["Observations", "parse_band", "read_observations"]
+
+log = logging.getLogger(__name__)
 
 #: A band: two non-negative numbers joined by -, – or :, then optionally keV.
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+]?\d+)?"
@@ -114,6 +122,7 @@ def read_observations(path: str | os.PathLike, *, confidence: float = 0.6827) ->
         raise InputError(f"confidence must be between 0 and 1 (got {confidence})")
     scale = _sigmas(confidence)
     header_line, header, rows = _read_rows(path, name)
+    header = [_canonical(h) for h in header]
     _check_columns(header, f"{name}, line {header_line}")
     names, lines, band = [], [], []
     values: dict[str, list[float]] = {c: [] for c in _KNOWN[2:] if c in header}
@@ -194,10 +203,28 @@ def _read_rows(
     return header_line, header, parsed[1:]
 
 
+def _canonical(column: str) -> str:
+    """A known column's own spelling for *column* in any case (``t_ref`` -> ``T_ref``)."""
+    return next((k for k in _KNOWN if k.lower() == column.lower()), column)
+
+
 def _check_columns(header: list[str], name: str) -> None:
     unknown = [h for h in header if h not in _KNOWN]
+    for column in unknown:  # a misspelt known column is an error, any other column is not ours
+        near = difflib.get_close_matches(
+            column.lower(), [k.lower() for k in _KNOWN if k not in header], n=1, cutoff=0.75
+        )
+        if near:
+            meant = _canonical(near[0])
+            raise InputError(
+                f"{name}: unknown column {column!r} (did you mean {meant!r}? "
+                f"columns: {', '.join(_KNOWN)})"
+            )
     if unknown:
-        raise InputError(f"{name}: unknown column {unknown[0]!r} (columns: {', '.join(_KNOWN)})")
+        log.warning(
+            "%s: ignoring column(s) %s (xrmod infer reads %s)",
+            name, ", ".join(repr(c) for c in unknown), ", ".join(_KNOWN),
+        )  # fmt: skip
     duplicate = {h for h in header if header.count(h) > 1}
     if duplicate:
         raise InputError(f"{name}: column {sorted(duplicate)[0]!r} appears twice")
