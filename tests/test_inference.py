@@ -280,3 +280,12 @@ def test_an_axis_t1_does_not_depend_on_is_held_fixed(made, tmp_path, caplog):
     # a user's own choice wins
     chosen = infer([lib], made["by_tilt"], evidence=False, steps=400, fixed={"pivot": 1.0})
     assert chosen.best.likelihood.fixed == {"pivot": 1.0}
+
+
+def test_a_poisson_library_is_used_with_a_warning(made, tmp_path, caplog):
+    lib = build(tmp_path, "noisy", family="tilt", axes=TILT_AXES, noise="poisson")
+    with caplog.at_level("WARNING"):
+        result = infer([lib], made["by_tilt"], evidence=False, steps=200)
+    assert "has Poisson noise: its scatter is the emulator's error" in caplog.text
+    assert 'noise = "asimov"' in caplog.text
+    assert result.best.family == "tilt"

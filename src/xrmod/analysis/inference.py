@@ -457,9 +457,16 @@ def _library_band(e: Emulator) -> np.ndarray:
 
 
 def _emulator(path: str | os.PathLike, kind: str | None) -> Emulator:
-    if kind is None:
-        return load_emulator(path)
-    return Emulator.from_library(path, kind=kind)
+    emulator = load_emulator(path) if kind is None else Emulator.from_library(path, kind=kind)
+    if emulator.provenance.get("noise") == "poisson":
+        scale = emulator.error_scale("T1")
+        log.warning(
+            "%s has Poisson noise: its scatter is the emulator's error (%.2g of the library's "
+            "width) and, shared by every observation, can bias the posterior; for inference "
+            'build the library with noise = "asimov" (the expected bias itself)',
+            path, scale,
+        )  # fmt: skip
+    return emulator
 
 
 def _rank_key(m: ModelResult) -> float:
