@@ -22,10 +22,10 @@ default the best-ranked), the figure holds, side by side:
 With one free parameter the corner plot is its histogram; with none (every
 axis fixed) the figure holds the predictive panels alone.
 
-matplotlib is used without pyplot (:class:`matplotlib.figure.Figure`, the
-Agg canvas), as in :mod:`xrmod.analysis.plot`. corner imports pyplot at its
-import; :func:`_import_corner` imports it with a stand-in that imports the
-real pyplot only if corner ever uses it (it does not when given a figure).
+The figure is a :class:`matplotlib.figure.Figure` drawn on the Agg canvas,
+as in :mod:`xrmod.analysis.plot`, never a pyplot figure: corner, given it,
+draws into it (corner imports pyplot itself, but nothing is registered with
+pyplot's figure manager, so no window and no global state).
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import importlib.util
 import logging
 import math
 import os
-import sys
-import types
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,41 +177,6 @@ def _require() -> None:
 
 
 # --------------------------------------------------------------------------- corner
-def _import_corner() -> types.ModuleType:
-    """corner, imported without importing pyplot unless corner really uses it.
-
-    ``corner.core`` runs ``from matplotlib import pyplot as pl`` at its top but
-    uses ``pl`` only when it makes its own figure. While it is imported,
-    ``matplotlib.pyplot`` is a stand-in whose attributes import the real pyplot.
-    """
-    name = "matplotlib.pyplot"
-    if "corner" in sys.modules or name in sys.modules:
-        import corner
-
-        return corner
-    import matplotlib
-
-    stub = types.ModuleType(name, "Imports matplotlib.pyplot when first used (corner's `pl`).")
-
-    def forward(attr: str) -> Any:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        if sys.modules.get(name) is stub:
-            del sys.modules[name]
-        return getattr(importlib.import_module(name), attr)
-
-    stub.__getattr__ = forward  # type: ignore[method-assign]
-    sys.modules[name] = stub
-    try:
-        import corner
-    finally:
-        if sys.modules.get(name) is stub:
-            del sys.modules[name]
-        if getattr(matplotlib, "pyplot", None) is stub:
-            del matplotlib.pyplot
-    return corner
-
-
 def _corner_width(k: int, height: float) -> float:
     """Width of the corner plot's subfigure: square panels filling *height*."""
     if k == 0:
@@ -270,9 +233,9 @@ def _ranges(m: ModelResult) -> list[tuple[float, float]]:
 
 def _corner(sub: SubFigure, size: tuple[float, float], m: ModelResult) -> None:
     """The corner plot of *m*'s samples in *sub* (*size* inches), the best θ, a legend."""
+    import corner
     from matplotlib.lines import Line2D
 
-    corner = _import_corner()
     k = len(m.names)
     sub_width, height = size
     panel = _corner_panel(k, height)
