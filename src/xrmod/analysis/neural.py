@@ -1,7 +1,7 @@
 """The neural emulator: a small MLP trained on a library's nodes (``xrmod[nn]``).
 
 :class:`NeuralEmulator` is the alternative to the interpolating
-:class:`~xrmod.analysis.emulator.SplineEmulator`: a fully connected tanh
+:class:`~xrmod.analysis.spline.SplineEmulator`: a fully connected tanh
 network from the emulator's axis coordinates (log kT_true, the modifier axes
 linear or log), each mapped to [-1, 1] by the grid's bounds, to the four
 targets of :mod:`xrmod.analysis.training` (log(T1/kT_true), log(width/kT_true),
