@@ -2,7 +2,7 @@
 
 An Asimov library built with the native engine (default: gaussian
 mu 12 x sigma 4 x amp 7 x 10 temperatures; ``--library PATH`` takes one
-already built) gives a :class:`~xrmod.analysis.emulator.SplineEmulator`.
+already built) gives a :class:`~xrmod.analysis.spline.SplineEmulator`.
 At ``--n`` (default 10^6) random points inside its grid, each timed as the
 best of ``--repeat`` runs:
 
