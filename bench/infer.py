@@ -134,9 +134,11 @@ def likelihood_calls(lib: Path, obs_path: Path, repeat: int) -> dict[str, float]
     points[..., 3] = np.log(obs.T_ref)
     points = points.reshape(-1, 4)
     coords = [a.coordinates for a in em.axes]
+    from xrmod.analysis.spline import fill_unknown, known_nodes
     from xrmod.analysis.training import read_training_set
 
-    targets = read_training_set(lib).targets["T1"]
+    training = read_training_set(lib)  # failed nodes filled as the spline fills them
+    targets = fill_unknown(training.targets["T1"], known_nodes(training, "T1"))
     rgi = RegularGridInterpolator(coords, targets, method="cubic")
     nd = NdBSpline(tuple(em._knots), em._coef[0], 3)
     return {

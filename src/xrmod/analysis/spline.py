@@ -29,13 +29,14 @@ from xrmod.analysis.emulator import (
     _check_range,
     _fit_names,
 )
-from xrmod.analysis.training import FITS, TrainingSet
+from xrmod.analysis.training import FITS, Axis, TrainingSet
 
 if TYPE_CHECKING:
     pass
 
 __all__ = [
     "SplineEmulator",
+    "cell_index",
     "cells_ok",
     "evaluate_raw",
     "fill_unknown",
@@ -114,11 +115,7 @@ class SplineEmulator(Emulator):
         cell_ok = self._cell_ok[fit]
         if cell_ok is None:  # every node usable
             return np.ones(x.shape[0], dtype=bool)
-        index = tuple(
-            np.clip(np.searchsorted(a.coordinates, x[:, j], side="right") - 1, 0, a.nodes.size - 2)
-            for j, a in enumerate(self.axes)
-        )
-        return cell_ok[index]
+        return cell_ok[tuple(cell_index(a, x[:, j]) for j, a in enumerate(self.axes))]
 
     def bind(self, kT_true: ArrayLike, fit: str = "T1") -> Callable[[np.ndarray], Bound]:
         """As :meth:`Emulator.bind`, contracting the kT_true axis once per temperature.
@@ -147,11 +144,7 @@ class SplineEmulator(Emulator):
         theta_knots = self._flat_knots[: self._knot_start[-2]]
         theta_start = self._knot_start[:-1]
         cell_ok = self._cell_ok[fit]
-        t_cells = np.clip(
-            np.searchsorted(self.axes[-1].coordinates, log_kT, side="right") - 1,
-            0,
-            self.axes[-1].nodes.size - 2,
-        )
+        t_cells = cell_index(self.axes[-1], log_kT)
 
         def evaluate(theta: np.ndarray) -> Bound:
             x = self._theta_coordinates(theta)
@@ -167,14 +160,7 @@ class SplineEmulator(Emulator):
             if cell_ok is None:
                 valid = np.ones((n, kT.size), dtype=bool)
             else:
-                index = tuple(
-                    np.clip(
-                        np.searchsorted(a.coordinates, x[:, j], side="right") - 1,
-                        0,
-                        a.nodes.size - 2,
-                    )[:, None]
-                    for j, a in enumerate(self.axes[:-1])
-                )
+                index = tuple(cell_index(a, x[:, j])[:, None] for j, a in enumerate(self.axes[:-1]))
                 valid = cell_ok[(*index, t_cells[None, :])]
             return self._bound(kT, values[:, 0], dr, values[:, 1], valid, fit)
 
@@ -277,6 +263,11 @@ def fill_unknown(values: np.ndarray, known: np.ndarray, sweeps: int = 400) -> np
         if change < 1e-10:
             break
     return out
+
+
+def cell_index(axis: Axis, coordinates: np.ndarray) -> np.ndarray:
+    """Index of the grid cell holding each of *coordinates* along *axis* (0 to nodes - 2)."""
+    return np.searchsorted(axis.coordinates[1:-1], coordinates, side="right")
 
 
 def cells_ok(usable: np.ndarray) -> np.ndarray | None:
