@@ -87,7 +87,7 @@ from xrmod.errors import InputError
 from xrmod.library import STATUS_DATASETS, STATUS_FITS, decode_attr, read_library_file
 from xrmod.status import Status
 
-__all__ = ["describe", "format_summary", "summary"]
+__all__ = ["describe", "format_summary", "plain_value", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
 
 def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
     with read_library_file(path, locking=False) as f:
-        attrs = {str(k): _plain(decode_attr(v)) for k, v in f.attrs.items()}
+        attrs = {str(k): plain_value(decode_attr(v)) for k, v in f.attrs.items()}
         params, lib = f["PARAMS"], f["LIBRARY"]
         family = str(decode_attr(params.attrs["family"]))
         axes = [
@@ -282,12 +282,12 @@ def _emulators(f: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """An attribute value in JSON types: numbers, strings, lists; NaN as None."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_value(v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bytes):

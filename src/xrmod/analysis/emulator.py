@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from xrmod.analysis.describe import plain_value
 from xrmod.analysis.training import FITS, KT_TRUE, Axis, TrainingSet, read_training_set
 from xrmod.errors import InputError
 from xrmod.library import decode_attr
@@ -627,18 +628,13 @@ def _header_from(training: TrainingSet) -> dict[str, Any]:
         "library": training.path,
         "library_digest": training.digest,
         "error_delta": training.error_delta,
-        "provenance": {k: _plain(training.attrs[k]) for k in _PROVENANCE if k in training.attrs},
+        "provenance": {
+            k: plain_value(training.attrs[k]) for k in _PROVENANCE if k in training.attrs
+        },
         "status_counts": training.status_counts,
         "accuracy": None,
         "inert": training.inert_axes(),
     }
-
-
-def _plain(value: Any) -> Any:
-    """A root attribute as a JSON type."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _saved_group(f: h5py.File, name: str, kind: str | None) -> tuple[h5py.Group, str]:
