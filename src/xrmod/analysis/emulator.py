@@ -367,10 +367,7 @@ class Emulator(ABC):
         Returns a function of θ, an (n, P) array of :attr:`parameters`
         values (in that order), giving a :class:`Bound` of (n, m) arrays.
         """
-        (fit,) = _fit_names([fit])
-        kT = np.asarray(kT_true, dtype=np.float64).ravel()
-        _check_range(self.axes[-1], kT)
-        log_kT = np.clip(np.log(kT), self._lo[-1], self._hi[-1])
+        fit, kT, log_kT = self._bind_inputs(kT_true, fit)
         quantities = [fit, f"{fit}_width"]
 
         def evaluate(theta: np.ndarray) -> Bound:
@@ -387,6 +384,13 @@ class Emulator(ABC):
             return self._bound(kT, r, dr, width, valid, fit)
 
         return evaluate
+
+    def _bind_inputs(self, kT_true: ArrayLike, fit: str) -> tuple[str, np.ndarray, np.ndarray]:
+        """:meth:`bind`'s checked arguments: the fit, kT_true (m,) and its coordinate."""
+        (fit,) = _fit_names([fit])
+        kT = np.asarray(kT_true, dtype=np.float64).ravel()
+        _check_range(self.axes[-1], kT)
+        return fit, kT, np.clip(np.log(kT), self._lo[-1], self._hi[-1])
 
     def _theta_coordinates(self, theta: np.ndarray) -> np.ndarray:
         """(n, P) parameter values -> their interpolation coordinates (no range check)."""

@@ -26,8 +26,6 @@ from xrmod.analysis.emulator import (
     Accuracy,
     Bound,
     Emulator,
-    _check_range,
-    _fit_names,
 )
 from xrmod.analysis.training import FITS, Axis, TrainingSet
 
@@ -82,19 +80,21 @@ class SplineEmulator(Emulator):
             filled = {
                 q: fill_unknown(training.targets[q], known_nodes(training, q)) for q in QUANTITIES
             }
-            knots, coef = spline_coefficients([a.coordinates for a in self.axes], filled)
-            self._knots, self._coef = knots, coef
+            self._knots, self._coef = spline_coefficients(
+                [a.coordinates for a in self.axes], filled
+            )
             self._usable = {fit: training.usable[fit] for fit in FITS}
             if accuracy:
                 self.accuracy = leave_one_slice_out(training, filled, max_slices=max_slices)
         else:
             assert arrays is not None
             self._knots = [np.asarray(arrays[f"knots/{a.name}"]) for a in self.axes]
-            self._coef = np.asarray(arrays["coef"])
+            self._coef = arrays["coef"]
             self._usable = {fit: np.asarray(arrays[f"usable/{fit}"], bool) for fit in FITS}
         self._flat_knots = np.concatenate(self._knots)
         self._knot_start = np.cumsum([0] + [t.size for t in self._knots]).astype(np.intp)
-        self._flat_coef = np.ascontiguousarray(self._coef.reshape(len(QUANTITIES), -1))
+        self._coef = np.ascontiguousarray(self._coef, dtype=np.float64)
+        self._flat_coef = self._coef.reshape(len(QUANTITIES), -1)  # a view: one copy in memory
         self._cell_ok = {fit: cells_ok(u) for fit, u in self._usable.items()}
 
     def _evaluate(self, x, quantities, *, gradient):
@@ -128,10 +128,7 @@ class SplineEmulator(Emulator):
         """
         from xrmod import _spline
 
-        (fit,) = _fit_names([fit])
-        kT = np.asarray(kT_true, dtype=np.float64).ravel()
-        _check_range(self.axes[-1], kT)
-        log_kT = np.clip(np.log(kT), self._lo[-1], self._hi[-1])
+        fit, kT, log_kT = self._bind_inputs(kT_true, fit)
         t_knots = self._knots[-1]
         n_t = t_knots.size - 4
         basis = np.empty((kT.size, n_t))
