@@ -36,6 +36,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from xrmod import __version__
 from xrmod.errors import (
@@ -284,8 +285,8 @@ def _infer(args: argparse.Namespace) -> int:
         observations,
         scatter=args.scatter,
         scatter_max=args.scatter_max,
-        priors=_ranges(args.prior, "--prior"),
-        fixed=_values(args.fix, "--fix"),
+        priors=_assignments(args.prior, "--prior", "AXIS=LO,HI", _number_pair),
+        fixed=_assignments(args.fix, "--fix", "AXIS=VALUE", float),
         confidence=args.confidence,
         walkers=args.walkers,
         steps=args.steps,
@@ -309,29 +310,24 @@ def _infer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _values(items: Sequence[str] | None, option: str) -> dict[str, float]:
-    """``["mu=2.5"]`` -> ``{"mu": 2.5}``."""
+def _assignments(
+    items: Sequence[str] | None, option: str, form: str, parse: Callable[[str], Any]
+) -> dict[str, Any]:
+    """``["mu=2.5"]`` -> ``{"mu": parse("2.5")}``; *form* names the expected text in errors."""
     out = {}
     for item in items or []:
         name, _, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            out[name.strip()] = parse(value)
         except ValueError:
-            raise InputError(f"{option} {item!r}: expected AXIS=VALUE") from None
+            raise InputError(f"{option} {item!r}: expected {form}") from None
     return out
 
 
-def _ranges(items: Sequence[str] | None, option: str) -> dict[str, tuple[float, float]]:
-    """``["mu=1,4"]`` -> ``{"mu": (1.0, 4.0)}``."""
-    out = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        try:
-            lo, hi = (float(v) for v in value.split(","))
-        except ValueError:
-            raise InputError(f"{option} {item!r}: expected AXIS=LO,HI") from None
-        out[name.strip()] = (lo, hi)
-    return out
+def _number_pair(text: str) -> tuple[float, float]:
+    """``"1,4"`` -> ``(1.0, 4.0)``; ValueError unless two numbers."""
+    lo, hi = (float(v) for v in text.split(","))
+    return lo, hi
 
 
 _INFER_EPILOG = """observations CSV (one source per row; '#' comments allowed):

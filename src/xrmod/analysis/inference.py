@@ -204,6 +204,7 @@ class InferenceResult:
         """The models, best first: evidence (or BIC), Bayes factor against the best, wording."""
         by_evidence = all(m.evidence is not None for m in self.models)
         top = self.models[0]
+        top_bic = top.goodness_of_fit()["bic"]
         out = []
         for m in self.models:
             gof = m.goodness_of_fit()
@@ -226,7 +227,7 @@ class InferenceResult:
                     "log_bayes_factor_best": log_b,
                 }
             else:  # exp(−ΔBIC / 2) approximates the Bayes factor
-                log_b = (gof["bic"] - top.goodness_of_fit()["bic"]) / 2.0
+                log_b = (gof["bic"] - top_bic) / 2.0
                 entry["log_bayes_factor_best"] = log_b
             entry["strength"] = strength(log_b) if m is not top else "best"
             out.append(entry)
@@ -633,14 +634,13 @@ def _baseline(
         grid = np.linspace(0.0, scatter_max, 2001)[:, None]
         params = grid[[int(np.argmax(like.log_likelihood(grid)))]]
     log_l = float(like.log_likelihood(params)[0])
-    n, k = len(obs), like.ndim
+    kind = "the scatter's best value on a grid" if like.ndim else "none (no free parameter)"
+    fit = ModelResult("none", [], like, params, params[0], log_l, {"kind": kind})
+    gof = fit.goodness_of_fit()
     out: dict[str, Any] = {
         "family": "none",
         "description": "no distortion: T_obs = T_ref",
-        "chi2": like.chi2(params),
-        "dof": n - k,
-        "bic": k * math.log(n) - 2 * log_l,
-        "aic": 2 * k - 2 * log_l,
+        **{key: gof[key] for key in ("chi2", "dof", "bic", "aic")},
     }
     if evidence and best.evidence is not None:
         ev = nested_evidence(like, live_points=live_points, seed=seed)
