@@ -206,13 +206,14 @@ def read_training_set(path: str | os.PathLike) -> TrainingSet:
     """
     name = os.path.normpath(os.fspath(path))
     with read_library_file(path, "cannot emulate, ") as f:
-        digest = library_digest(f)
+        axis_values, data = _digested_data(f)  # read once: hashed, then used
+        digest = _digest(axis_values, data)
         attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
         family = str(decode_attr(f["PARAMS"].attrs["family"]))
         modifier = _modifier_axes(f)
-        temps = np.asarray(f["LIBRARY/temps"][()], dtype=np.float64)
+        temps = np.asarray(data["temps"], dtype=np.float64)
         has_realizations = "realization" in f["LIBRARY"]
-        raw = {fit: _read_fit(f, fit) for fit in FITS}
+        raw = {fit: _fit_data(data, fit) for fit in FITS}
         model = str(decode_attr(f.attrs.get("model", "")))
     if temps.size < 2:
         raise InputError(f"{name}: cannot emulate a library with one temperature (kT_true)")
@@ -258,16 +259,28 @@ def library_digest(f: h5py.File) -> str:
     that two layouts cannot collide. A version-1 library (no
     ``status_modified``) hashes what it has.
     """
-    h = hashlib.sha256()
+    return _digest(*_digested_data(f))
+
+
+def _digested_data(f: h5py.File) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """What the digest covers: the axes' values by name, and the datasets of ``_DIGESTED``."""
     params = f["PARAMS"]
-    for axis in (str(a) for a in params.attrs["axes"]):
-        h.update(f"PARAMS/{axis}\0".encode())
-        h.update(np.ascontiguousarray(params[axis][()], dtype=np.float64).tobytes())
+    axes = {
+        axis: np.ascontiguousarray(params[axis][()], dtype=np.float64)
+        for axis in (str(a) for a in params.attrs["axes"])
+    }
     lib = f["LIBRARY"]
-    for name in _DIGESTED:
-        if name in lib:
-            h.update(f"LIBRARY/{name}\0".encode())
-            h.update(np.ascontiguousarray(lib[name][()]).tobytes())
+    return axes, {name: lib[name][()] for name in _DIGESTED if name in lib}
+
+
+def _digest(axes: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for axis, values in axes.items():
+        h.update(f"PARAMS/{axis}\0".encode())
+        h.update(values.tobytes())
+    for name, values in data.items():
+        h.update(f"LIBRARY/{name}\0".encode())
+        h.update(np.ascontiguousarray(values).tobytes())
     return h.hexdigest()
 
 
@@ -291,12 +304,12 @@ def _scale(values: np.ndarray) -> str:
     return "log" if even_log and not even else "linear"
 
 
-def _read_fit(f: h5py.File, fit: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit_data(data: dict[str, np.ndarray], fit: str) -> tuple[np.ndarray, np.ndarray]:
+    """(results, status) of *fit* among the library's datasets."""
     results, status = FITS[fit]
-    lib = f["LIBRARY"]
-    if status not in lib:  # format version 1: one status for both fits
+    if status not in data:  # format version 1: one status for both fits
         status = "status"
-    return np.asarray(lib[results][()], dtype=np.float64), np.asarray(lib[status][()])
+    return np.asarray(data[results], dtype=np.float64), np.asarray(data[status])
 
 
 def _jumps(model: str) -> np.ndarray:
