@@ -289,3 +289,15 @@ def test_a_poisson_library_is_used_with_a_warning(made, tmp_path, caplog):
     assert "has Poisson noise: its scatter is the emulator's error" in caplog.text
     assert 'noise = "asimov"' in caplog.text
     assert result.best.family == "tilt"
+
+
+def test_a_bad_plot_name_is_refused_before_sampling(made, capsys, monkeypatch):
+    import xrmod.analysis.inference as inference
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampled before checking --plot")
+
+    monkeypatch.setattr(inference, "infer", never)
+    code = main(["infer", str(made["tilt"]), str(made["by_tilt"]), "--plot", "post.jpg"])
+    assert code == 2
+    assert "post.jpg: suffix '.jpg'; the inference plot is written as" in capsys.readouterr().err

@@ -280,6 +280,10 @@ def _infer(args: argparse.Namespace) -> int:
         raise InputError("give one or more libraries, then the observations CSV")
     if observations.endswith((".h5", ".hdf5")):
         raise InputError(f"{observations}: the observations CSV comes last")
+    if args.plot:  # before the sampling, not after it
+        from xrmod.analysis.inference_plot import check_output
+
+        check_output(args.plot)
     result = infer(
         libraries,
         observations,

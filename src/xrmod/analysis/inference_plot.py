@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from xrmod.analysis.inference import InferenceResult, ModelResult
     from xrmod.analysis.observations import Observations
 
-__all__ = ["inference_figure", "plot_inference"]
+__all__ = ["check_output", "inference_figure", "plot_inference"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,17 @@ _RIGHT_WIDTH = 6.4  # the predictive column
 _TOP = 0.75  # room for the figure's title and the first row's titles
 _LINE = 0.19  # one line of the text box
 _MAX_PANEL = 3.4  # the largest corner panel (one parameter)
+
+
+def check_output(path: str | os.PathLike) -> None:
+    """Raise InputError unless *path*'s suffix names a format (``xrmod infer`` checks first)."""
+    suffix = Path(path).suffix
+    if suffix.lower() not in FORMATS:
+        shown = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise InputError(
+            f"{path}: {shown}; the inference plot is written as "
+            f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
+        )
 
 
 def plot_inference(result: InferenceResult, path: str | os.PathLike, *, model: int = 0) -> str:
@@ -108,13 +119,7 @@ def plot_inference(result: InferenceResult, path: str | os.PathLike, *, model: i
     >>> result = infer(["tilt.h5"], "clusters.csv")  # doctest: +SKIP
     >>> plot_inference(result, "posterior.png")  # doctest: +SKIP
     """
-    suffix = Path(path).suffix
-    if suffix.lower() not in FORMATS:
-        shown = f"suffix {suffix!r}" if suffix else "no suffix"
-        raise InputError(
-            f"{path}: {shown}; the inference plot is written as "
-            f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"
-        )
+    check_output(path)
     fig = inference_figure(result, model=model)
     try:
         fig.savefig(path, dpi=DPI)
