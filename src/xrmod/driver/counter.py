@@ -6,10 +6,19 @@ totals for the progress display. Serially the counter is a list
 (:class:`LocalCounter`); on several ranks it lives in an MPI RMA window on
 rank 0 (:class:`SharedCounter`), updated with one-sided atomic operations,
 so no rank waits for another in the loop.
+
+One fetch hands out a block of consecutive positions (:func:`units_per_fetch`):
+one on up to :data:`RANKS_PER_COUNTER` ranks, more beyond, so that the one
+counter on rank 0 is never the bottleneck (docs/scaling.md: the counter
+serves a fetch in microseconds, a unit takes milliseconds; at one unit per
+fetch it saturates near a thousand ranks). A block is a run of consecutive
+θ, which the batched writers store in one write per dataset.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from typing import Any, Protocol
 
@@ -17,7 +26,23 @@ import numpy as np
 
 from xrmod.driver.comm import Comm
 
-__all__ = ["Counter", "LocalCounter", "SharedCounter", "make_counter"]
+__all__ = [
+    "RANKS_PER_COUNTER",
+    "UNITS_PER_FETCH_ENV",
+    "Counter",
+    "LocalCounter",
+    "SharedCounter",
+    "make_counter",
+    "units_per_fetch",
+]
+
+#: Ranks one shared counter serves at one unit per fetch (docs/scaling.md: utilisation
+#: about 0.25 for 1 ms units at a fetch served in 2.5 µs, a network's pessimistic figure).
+RANKS_PER_COUNTER = 100
+#: A rank should get at least this many fetches: blocks stay small next to a rank's share.
+_MIN_FETCHES_PER_RANK = 8
+#: Environment variable: units per fetch, overriding :func:`units_per_fetch` (tests, tuning).
+UNITS_PER_FETCH_ENV = "XRMOD_UNITS_PER_FETCH"
 
 
 class Counter(Protocol):
@@ -48,9 +73,32 @@ class Counter(Protocol):
         ...
 
 
-def make_counter(comm: Comm) -> Counter:
-    """Collective: the counter of a run on *comm*."""
-    return SharedCounter(comm) if comm.size > 1 else LocalCounter()
+def units_per_fetch(n_ranks: int, n_units: int | None = None) -> int:
+    """Units one fetch from the shared counter hands out on *n_ranks* ranks.
+
+    1 up to :data:`RANKS_PER_COUNTER` ranks, then ⌈n_ranks / RANKS_PER_COUNTER⌉,
+    so the counter's load stays that of :data:`RANKS_PER_COUNTER` ranks; never
+    so many that a rank would get fewer than 8 fetches of *n_units*.
+    ``$XRMOD_UNITS_PER_FETCH`` overrides it.
+    """
+    value = os.environ.get(UNITS_PER_FETCH_ENV, "").strip()
+    if value:
+        from xrmod.errors import InputError
+
+        if not value.isdigit() or int(value) < 1:
+            raise InputError(f"{UNITS_PER_FETCH_ENV} must be an integer >= 1, got {value!r}")
+        return int(value)
+    k = math.ceil(n_ranks / RANKS_PER_COUNTER)
+    if n_units is not None:
+        k = min(k, n_units // (_MIN_FETCHES_PER_RANK * n_ranks))
+    return max(1, k)
+
+
+def make_counter(comm: Comm, n_units: int | None = None) -> Counter:
+    """Collective: the counter of a run on *comm* handing out *n_units* positions."""
+    if comm.size == 1:
+        return LocalCounter()
+    return SharedCounter(comm, block=units_per_fetch(comm.size, n_units))
 
 
 class LocalCounter:
@@ -94,17 +142,20 @@ class SharedCounter:
     waits for another in the loop. A rank reserves its next unit while it
     computes the current one (a non-blocking ``Rget_accumulate`` that also
     reports the points just finished), which hides the latency of the fetch.
-    The loop ends when a rank is handed a position past the end, so every
-    reserved unit before the end is computed; after a stop, reserved units
-    simply stay not computed (``--resume`` does them).
+    A fetch reserves *block* consecutive positions, handed out one by one
+    before the next fetch. The loop ends when a rank is handed a position
+    past the end, so every reserved unit before the end is computed; after a
+    stop, reserved units simply stay not computed (``--resume`` does them).
     """
 
     _NEXT, _POINTS, _FAILED, _LEFT = range(4)
 
-    def __init__(self, comm: Comm):
+    def __init__(self, comm: Comm, block: int = 1):
         from mpi4py import MPI
 
         self._mpi = MPI
+        self.block = int(block)
+        self._next = self._end = 0  # positions of the current block not yet handed out
         self._comm = comm
         self._int64 = MPI.INT64_T
         self._win = MPI.Win.Allocate(4 * 8 if comm.rank == 0 else 0, 8, comm=comm)
@@ -133,7 +184,7 @@ class SharedCounter:
 
     def _reserve(self) -> None:
         """Start fetching the next position, reporting the points finished since the last."""
-        origin = np.array([1, *self._unreported], dtype=np.int64)
+        origin = np.array([self.block, *self._unreported], dtype=np.int64)
         result = np.zeros(3, dtype=np.int64)
         request = self._win.Rget_accumulate(
             [origin, self._int64],
@@ -161,16 +212,32 @@ class SharedCounter:
         return int(got[0])
 
     def take(self) -> int:
-        """The reserved position; reserve the next (reporting the points done since)."""
+        """The next position of this rank's block.
+
+        At the block's end: the reserved block's first position, and reserve
+        the next (reporting the points done since).
+        """
+        if self._next < self._end:
+            self._next += 1
+            return self._next - 1
         k = self._complete()
         if k is None:  # the first unit: nothing reserved yet
             self._reserve()
             k = self._complete()
         self._reserve()
+        self._next, self._end = int(k) + 1, int(k) + self.block
         return int(k)
 
     def stop_all(self, n: int) -> None:
-        """Move the counter past the end: no rank takes another unit."""
+        """Move the counter past the end: no rank takes another unit.
+
+        This rank drops the rest of its block and its reserved block; another
+        rank still computes the rest of its block and the block it reserved
+        before the stop (at most 2 blocks: 2 units up to
+        :data:`RANKS_PER_COUNTER` ranks).
+        """
+        self._complete()  # reserved before the stop: not handed out
+        self._next = self._end
         self._fetch_add(self._NEXT, n)
 
     def add_done(self, points: int, failed: int) -> None:

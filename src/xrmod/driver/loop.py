@@ -317,7 +317,7 @@ def _run_engine(
                 comm.size,
                 writer.name,
             )
-        counter = make_counter(comm)
+        counter = make_counter(comm, len(units))
         bar = Progress(total, progress) if comm.rank == 0 else None
         try:
             start = time.perf_counter()
