@@ -9,7 +9,9 @@ code  meaning
 1     unexpected internal error (``--debug`` shows the traceback)
 2     bad input: config, FITS file, modifier parameters, an existing
       or unwritable output, ``--writer mpio`` without parallel h5py,
-      ``--resume`` of a library from another config (no work done)
+      ``--resume`` of a library from another config (no work done);
+      a damaged library (``xrmod info``, ``--resume``: a checksum
+      mismatch, a truncated file)
 3     an engine cannot run (e.g. its model library is missing);
       ``xrmod check-engines``: an engine it was asked to compare is
       unavailable here (e.g. PyXSPEC): the others ran, nothing passed
@@ -217,13 +219,16 @@ def _validate(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from xrmod.analysis.describe import format_summary, summary
 
-    found = summary(args.file)
+    found = summary(args.file, verify=args.verify)
     if args.json:
         import json
 
         print(json.dumps(found, indent=2, ensure_ascii=False))
     else:
         print(format_summary(found))
+    damaged = found["integrity"]["damaged"]
+    if damaged:  # after the summary: what is there is still shown
+        raise InputError(f"{found['path']}: damaged: {'; '.join(damaged)}")
     return EXIT_OK
 
 
@@ -405,6 +410,12 @@ def _main_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print it as one JSON object (keys: xrmod.analysis.describe)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="verify the checksums of every dataset (reads the whole library); by default "
+        "only those of the axes, temperatures and status. A damaged library: exit code 2",
     )
     p.set_defaults(func=_info)
 

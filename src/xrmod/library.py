@@ -653,6 +653,11 @@ def read_library_file(
     try:
         f = h5py.File(path, "r", locking=locking)
     except OSError as e:
+        if "truncated file" in str(e):  # HDF5's words: the file is shorter than it records
+            raise InputError(
+                f"{name}: {doing}damaged: the file is truncated ({e}); restore it from a "
+                "copy, or compute it again with xrmod-gen --overwrite (or another output)"
+            ) from e
         raise InputError(f"{name}: {doing}not a readable HDF5 file ({e})") from e
     if decode_attr(f.attrs.get("format")) != FORMAT_NAME:
         f.close()

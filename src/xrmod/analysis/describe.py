@@ -65,6 +65,13 @@ Keys of the summary (``xrmod info --json``)
     stored (the keys above pick from these).
 ``config``
     The configuration text of the last run.
+``integrity``
+    The library's checksums (:mod:`xrmod.integrity`): ``{"recorded",
+    "algorithm", "full", "checked", "damaged"}``: whether checksums are
+    recorded (not by an xrmod older than them, nor during a run), whether
+    every dataset was read (``xrmod info --verify``) or only the axes,
+    temperatures and status datasets (the default, a few bytes per point),
+    the datasets verified, and one message per damaged block.
 ``emulators``
     The emulators saved in the library (``xrmod emulate``): a list of
     ``{"kind", "created", "library_sha256", "accuracy"}``, ``accuracy``
@@ -84,6 +91,8 @@ from typing import Any
 import numpy as np
 
 from xrmod.errors import InputError
+from xrmod.integrity import ROOT_ATTR as _CHECKSUMS
+from xrmod.integrity import verify_library
 from xrmod.library import STATUS_DATASETS, STATUS_FITS, decode_attr, read_library_file
 from xrmod.status import Status
 
@@ -98,7 +107,7 @@ _INTERVALS = ("band",)
 #: Units of root attributes.
 _UNITS = {"band": "keV", "exposure": "s"}
 #: Root attributes not listed with the others (the config text comes last, in full).
-_NOT_LISTED = ("config", "status_codes")
+_NOT_LISTED = ("config", "status_codes", _CHECKSUMS)
 #: Root attributes the summary lifts to keys of their own.
 _PROVENANCE = (
     "engine",
@@ -128,7 +137,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- reading
-def summary(path: str | os.PathLike) -> dict[str, Any]:
+def summary(path: str | os.PathLike, *, verify: bool = False) -> dict[str, Any]:
     """Everything ``xrmod info`` shows about a library, as a plain dict.
 
     The dict holds JSON types only (``json.dumps`` takes it as it is); its
@@ -141,6 +150,9 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
     ----------
     path : str or os.PathLike
         An xrmod library, of format version 1 or 2.
+    verify : bool
+        Verify the checksums of every dataset (key ``integrity``); by default
+        only those of the axes, temperatures and status datasets.
 
     Returns
     -------
@@ -166,11 +178,15 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
     wait = _FIRST_WAIT
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            return _summary(path, name)
+            return _summary(path, name, verify=True) if verify else _summary(path, name)
         except (OSError, KeyError, RuntimeError, InputError) as e:
             if isinstance(e, InputError) and not isinstance(e.__cause__, OSError):
                 raise  # not an xrmod library: nothing a second look changes
             writers = _writing_processes([path])
+            if "truncated file" in str(e) and not writers:  # no writer will make it whole
+                if isinstance(e, InputError):
+                    raise
+                raise InputError(f"{name}: damaged: the file is truncated ({_error(e)})") from e
             changing = writers or _modified_within(path, _RECENT)
             if not (changing and (_has_hdf5_signature(path) or _empty(path))):
                 if isinstance(e, InputError):
@@ -189,7 +205,7 @@ def summary(path: str | os.PathLike) -> dict[str, Any]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
+def _summary(path: str | os.PathLike, name: str, verify: bool = False) -> dict[str, Any]:
     with read_library_file(path, locking=False) as f:
         attrs = {str(k): plain_value(decode_attr(v)) for k, v in f.attrs.items()}
         params, lib = f["PARAMS"], f["LIBRARY"]
@@ -214,6 +230,7 @@ def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
         else:  # format version 1: one status for both fits, the worse
             per_fit = {BOTH_FITS: counts}
         emulators = _emulators(f)
+        integrity = verify_library(f, full=verify).as_dict()
     dims = [a["name"] for a in axes] + (["realization"] if realizations > 1 else []) + ["kT_true"]
     total = int(np.prod(shape))
     not_computed = counts.get(int(Status.NOT_COMPUTED), 0)
@@ -259,6 +276,7 @@ def _summary(path: str | os.PathLike, name: str) -> dict[str, Any]:
         "attributes": {k: v for k, v in sorted(attrs.items()) if k not in _NOT_LISTED},
         "config": str(attrs.get("config", "")),
         "emulators": emulators,
+        "integrity": integrity,
     }
 
 
@@ -537,6 +555,14 @@ def _progress(s: dict[str, Any]) -> str:
     )
 
 
+def integrity_text(found: dict[str, Any]) -> str:
+    """The ``integrity`` line of ``xrmod info``, from a summary's ``integrity`` key."""
+    from xrmod.integrity import IntegrityReport
+
+    keys = ("recorded", "full", "checked", "damaged")
+    return IntegrityReport(**{k: found[k] for k in keys}).text()
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The text of ``xrmod info``: a :func:`summary` as lines for a person.
 
@@ -554,6 +580,8 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append(f"    temps: {_axis(s['temperatures']['values'], s['temperatures']['units'])}")
     lines.append(f"  points: {s['points']['total']}, shape {tuple(s['shape'])}")
     lines.append(f"  progress: {_progress(s)}")
+    if "integrity" in s:
+        lines.append(f"  integrity: {integrity_text(s['integrity'])}")
     if BOTH_FITS in s["status"]:
         lines.append("  status (format version 1: one status for both fits, the worse):")
         for e in s["status"][BOTH_FITS]:

@@ -40,6 +40,7 @@ from xrmod.errors import (
     RunError,
 )
 from xrmod.grid import WorkUnit
+from xrmod.integrity import check_library, seal_library, unseal_library
 from xrmod.job import Job, load_job
 from xrmod.library import count_status, pending_units
 from xrmod.merge import find_rank_files, merge_rank_files, rank_log_path
@@ -214,6 +215,8 @@ def _plan(job: Job, *, overwrite: bool, resume: bool) -> Plan:
     check_same_config(path, job.config)
     provenance = job.provenance()
     check_same_responses(path, provenance)
+    check_library(path, "cannot resume, ")  # what it keeps must be what was written
+    unseal_library(path)  # written from here on: new checksums when the run ends
     merged = 0
     if leftovers:  # written by the library's last run, tied to its config text
         start = time.perf_counter()
@@ -277,6 +280,7 @@ def _run(
         if comm.rank == 0:
             log.info("%s: every point is computed already; nothing to do", job.output)
         on_root(comm, mark_complete, job.output, n_ranks=comm.size, writer=writer.name)
+        on_root(comm, seal_library, job.output)
         return EXIT_OK
     prepared: list[Engine] = []
     try:
@@ -527,6 +531,8 @@ def _conclude(
         raise RunError(f"{path}: {missing} points missing after a complete run (a bug: report it)")
     if complete:
         writer.mark_complete()
+    if complete or (signum is not None and not failed):
+        seal_library(path)  # after the last write: what --resume and info verify
     points = sum(o.points for o in outcomes)
     rate = points / elapsed if elapsed > 0 else float("inf")
     log.info(
