@@ -62,8 +62,13 @@ FIT_FAILED with NaN results. Status codes are those of ``xrmod.status.Status``.
 """
 
 from libc.math cimport INFINITY, NAN, exp, fabs, isfinite, log, sqrt
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc
+
+
+cdef extern from "_random.h" nogil:
+    double xr_poisson_point(const double* mean, double* counts, int64_t n,
+                            uint64_t seed, uint64_t flat)
 
 
 cdef extern from "_fold.h" nogil:
@@ -1150,3 +1155,94 @@ cdef class Tables:
                 raise ValueError(f"alpha must be finite and > 0 (channel {c})")
         self.p.bkg = &self._bkg[0]
         self.p.alpha = &self._alpha[0]
+
+
+def fit_points(
+    Tables original,                 # IN the T1 fits' tables (original ARF)
+    Tables modified,                 # IN the T1′ fits' tables (θ's ARF)
+    const double[:, ::1] folded,     # IN (k, nch) θ's exact folds for norm 1
+    const int64_t[::1] node,         # IN (NT,) row of folded of each grid temperature
+    const double[::1] x_true,        # IN (NT,) ln kT of each grid temperature (first guess)
+    double norm,                     # IN source norm: the mean is norm * folded row
+    uint64_t seed,                   # IN root seed of the per-point streams
+    int64_t start,                   # IN flat index of the first point
+    bint asimov,                     # IN counts = mean instead of a Poisson draw
+    double x_lo, double x_hi,        # IN fit limits in x
+    double delta,                    # IN Δstat of the bounds
+    int no_counts,                   # IN status code of a point without counts
+    double[:, ::1] results,          # OUT (n, 3) kT_lo, kT, kT_hi of T1
+    double[:, ::1] results_modified, # OUT (n, 3) the same of T1′
+    int8_t[::1] status,              # OUT (n,) status of T1
+    int8_t[::1] status_modified,     # OUT (n,) status of T1′
+    double[:, ::1] extras,           # OUT (n, 5) norm, norm′, C_min, C′_min, counts
+):
+    """Simulate and fit the points start … start + n − 1 of one θ, without a background.
+
+    Point ``flat`` has temperature index ``flat % NT``; its counts are a
+    Poisson draw (``_random.h``: NumPy's ``default_rng(SeedSequence((seed,
+    flat))).poisson`` bit for bit) from ``norm * folded[node[t]]``, fitted
+    with *original* and *modified* as :meth:`Tables.fit` does. A point with
+    no counts gets *no_counts* for both fits and NaN values. The outputs are
+    the unit's arrays, filled in place.
+    """
+    cdef Py_ssize_t n = results.shape[0], nch = folded.shape[1], nt = node.shape[0]
+    cdef Py_ssize_t i, c, t
+    cdef double total
+    cdef double out[5]
+    if original.nch != nch or modified.nch != nch:
+        raise ValueError(f"tables have {original.nch} and {modified.nch} channels, folds {nch}")
+    if (results_modified.shape[0] != n or status.shape[0] != n or status_modified.shape[0] != n
+            or extras.shape[0] != n or results.shape[1] < 3 or results_modified.shape[1] < 3
+            or extras.shape[1] < 5 or x_true.shape[0] != nt or nt == 0):
+        raise ValueError("fit_points: output shapes disagree")
+    for t in range(nt):
+        if not 0 <= node[t] < folded.shape[0]:
+            raise ValueError(f"fit_points: node {node[t]} out of range")
+    if not (x_lo < x_hi) or not delta > 0.0:
+        raise ValueError("fit_points: x_lo < x_hi and delta > 0 are required")
+    if start < 0:
+        raise ValueError("fit_points: start must be >= 0")
+    for t in range(folded.shape[0]):
+        for c in range(nch):
+            if not (folded[t, c] >= 0.0 and isfinite(folded[t, c])):
+                raise ValueError("fit_points: expected counts must be finite and >= 0")
+    cdef double[::1] mean = cvarray_1d(nch)
+    cdef double[::1] counts = cvarray_1d(nch)
+    original._set_background(None, None)
+    modified._set_background(None, None)
+    with nogil:
+        for i in range(n):
+            t = (start + i) % nt
+            for c in range(nch):
+                mean[c] = norm * folded[node[t], c]
+            if asimov:
+                total = 0.0
+                for c in range(nch):
+                    counts[c] = mean[c]
+                    total += mean[c]
+            else:
+                total = xr_poisson_point(&mean[0], &counts[0], nch, seed, <uint64_t> (start + i))
+            extras[i, 4] = total
+            if not total > 0.0:
+                status[i] = no_counts
+                status_modified[i] = no_counts
+                for c in range(3):
+                    results[i, c] = NAN
+                    results_modified[i, c] = NAN
+                for c in range(4):
+                    extras[i, c] = NAN
+                continue
+            original._reset(&counts[0], nch)
+            status[i] = fit_problem(&original.p, x_true[t], x_lo, x_hi, delta, out)
+            results[i, 0], results[i, 1], results[i, 2] = out[0], out[1], out[2]
+            extras[i, 0], extras[i, 2] = out[3], out[4]
+            modified._reset(&counts[0], nch)
+            status_modified[i] = fit_problem(&modified.p, x_true[t], x_lo, x_hi, delta, out)
+            results_modified[i, 0], results_modified[i, 1], results_modified[i, 2] = (
+                out[0], out[1], out[2])
+            extras[i, 1], extras[i, 3] = out[3], out[4]
+
+
+cdef double[::1] cvarray_1d(Py_ssize_t n):
+    import numpy as np
+    return np.empty(n)

@@ -98,3 +98,10 @@ def test_three_ranks_with_blocks_compute_every_unit_once(tmp_path):
     computed = re.search(r"(\d+) points in [\d.]+ s", run.stderr)
     assert computed and int(computed[1]) == size
     assert_same_library(tmp_path / "serial.h5", out)
+
+
+def test_blocks_cover_the_engines_groups_where_every_rank_gets_four():
+    assert units_per_fetch(2, n_units=2000, group=10) == 10
+    assert units_per_fetch(250, n_units=10**6, group=4) == 4  # 3 rounded up to a group
+    assert units_per_fetch(2, n_units=50, group=10) == 1  # 5 blocks: too few for 2 ranks
+    assert units_per_fetch(2, group=1) == 1

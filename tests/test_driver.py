@@ -742,7 +742,7 @@ def test_a_full_disk_ends_the_run_with_one_error_and_exit_4(fake, tmp_path, monk
 def test_a_bad_flush_interval_is_refused_on_one_rank_before_anything_is_written(tmp_path):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text(FAKE_CONFIG.format(out=tmp_path / "lib.h5"))
-    proc = gen(0, str(cfg), XRMOD_FLUSH_SECONDS="abc")  # the direct writer does not batch
+    proc = gen(0, str(cfg), XRMOD_FLUSH_SECONDS="abc")
     assert proc.returncode == EXIT_INPUT, proc.stderr
     lines = error_lines(proc.stderr)
     assert lines == [

@@ -249,8 +249,26 @@ class Job:
                 f"realizations: {self.grid.realizations}",
                 f"grid: {self.grid.size} points in {self.grid.n_theta} work units; "
                 f"output: {self.output}",
+                *self.notes(),
             ]
         )
+
+    def notes(self) -> list[str]:
+        """What the user may not expect of this grid, one line each ("note: ...").
+
+        An axis over a parameter that only rescales the ARF by a constant
+        (:attr:`ModifierFamily.scale_only`, tilt's ``pivot``) changes the counts
+        as the exposure would and no best fit: its points repeat the same fits.
+        """
+        axes = dict(self.grid.axes)
+        return [
+            f"note: {name} only multiplies the {self.family.name} ARF by a constant, which "
+            f"the fitted norm absorbs: along its {axes[name].size} values the best fits T1 "
+            "and T1' stay the same (only the counts change, as with the exposure); one "
+            f"value of {name} gives the same library at 1/{axes[name].size} of the cost"
+            for name in self.family.scale_only
+            if name in axes and axes[name].size > 1
+        ]
 
     def engine_inputs(self) -> EngineInputs:
         """What every engine derives from the job, computed once (then kept on the job).

@@ -111,6 +111,14 @@ class ModifierFamily:
         Domain restrictions beyond finiteness, per parameter.
     description : str, optional
         One sentence saying what the distortion models.
+    linear : str, optional
+        The parameter p in which A' is affine, A' = A (1 + p g(E; other
+        parameters)): the native engine folds A g once for every value of p
+        (:class:`xrmod.engines.native.NativeEngine`).
+    scale_only : tuple of str, optional
+        Parameters that only multiply A' by a constant, which the fitted norm
+        absorbs: they change the counts as the exposure would, not the best
+        fits (``xrmod validate`` says so of a grid axis over one).
     """
 
     name: str
@@ -120,11 +128,20 @@ class ModifierFamily:
     kernel: Callable[..., None] = field(repr=False, compare=False)
     constraints: Mapping[str, Constraint] = field(default_factory=dict, compare=False, repr=False)
     description: str = ""
+    linear: str | None = None
+    scale_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         params = tuple(self.parameters)
         if len(set(params)) != len(params):
             raise ModifierError(f"family {self.name!r}: duplicate parameter names in {params}")
+        special = [*self.scale_only, *([self.linear] if self.linear else [])]
+        unknown = sorted(set(special) - set(params))
+        if unknown:
+            raise ModifierError(
+                f"family {self.name!r}: linear or scale_only names unknown parameter(s) "
+                f"{', '.join(unknown)}"
+            )
         for what, mapping in (("units", self.units), ("constraints", self.constraints)):
             extra = sorted(set(mapping) - set(params))
             if extra:
@@ -346,6 +363,7 @@ GAUSSIAN = register(
         constraints={"sigma": POSITIVE},
         description="Gaussian bump (amp > 0) or dip (amp < 0) centred on mu, "
         "standard deviation sigma.",
+        linear="amp",
     )
 )
 """Gaussian bump or dip: A'(E) = A(E) * (1 + amp * exp(-(E - mu)**2 / (2 * sigma**2))).
@@ -364,12 +382,17 @@ TILT = register(
         constraints={"pivot": POSITIVE},
         description="Power-law (log-linear) tilt about a pivot energy, the usual "
         "cross-calibration ratio form.",
+        scale_only=("pivot",),
     )
 )
 """Power-law tilt: A'(E) = A(E) * (E / pivot)**index.
 
 log(A'/A) is linear in log E and zero at pivot (keV, > 0); index is the
-power-law index of the ratio A'/A.
+power-law index of the ratio A'/A. The pivot only multiplies A' by the
+constant pivot**-index, which the fitted norm absorbs: the best fits T1 and
+T1′ of noiseless spectra do not depend on it; it scales the counts as the
+exposure would (so the bounds and the Poisson noise). A grid over pivot
+repeats the same fits at another count level.
 """
 
 LINEAR = register(
@@ -380,6 +403,7 @@ LINEAR = register(
         formula="A'(E) = A(E) * (1 + slope * (E - pivot))",
         kernel=_modify.linear,
         description="Linear tilt about a pivot energy; a negative ARF is reported, not clipped.",
+        linear="slope",
     )
 )
 """Linear tilt: A'(E) = A(E) * (1 + slope * (E - pivot)).
@@ -398,6 +422,7 @@ EDGE = register(
         constraints={"width": POSITIVE},
         description="Smoothed step of fractional depth above an edge energy "
         "(depth < 0 is a drop, e.g. a mis-modelled absorption edge).",
+        linear="depth",
     )
 )
 """Smoothed edge: A'(E) = A(E) * (1 + depth / (1 + exp(-(E - energy) / width))).

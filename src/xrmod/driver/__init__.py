@@ -32,11 +32,9 @@ SIGTERM and SIGINT (a batch system's time limit, Ctrl-C) stop the handing out
 of units; every rank finishes and writes the unit in flight, the library (or
 the merged rank files) keeps everything finished, and the run exits with
 128 + signal number and a message saying how to resume. Killed outright
-(SIGKILL, a node failure), a rank loses its unit in flight and, with the
-``merge`` and ``mpio`` writers, at most the last ``XRMOD_FLUSH_SECONDS``
-seconds of its finished units (still in its buffer: both write in batches);
-the serial direct writer loses only the unit in flight. ``--resume`` computes
-them again.
+(SIGKILL, a node failure), a rank loses its unit in flight and at most the
+last ``XRMOD_FLUSH_SECONDS`` seconds of its finished units (still in its
+buffer: every writer writes in batches). ``--resume`` computes them again.
 
 Modules: :mod:`~xrmod.driver.comm` (ranks, agreement between them),
 :mod:`~xrmod.driver.counter` (the shared counter), :mod:`~xrmod.driver.console`

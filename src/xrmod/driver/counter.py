@@ -73,13 +73,16 @@ class Counter(Protocol):
         ...
 
 
-def units_per_fetch(n_ranks: int, n_units: int | None = None) -> int:
+def units_per_fetch(n_ranks: int, n_units: int | None = None, group: int = 1) -> int:
     """Units one fetch from the shared counter hands out on *n_ranks* ranks.
 
     1 up to :data:`RANKS_PER_COUNTER` ranks, then ⌈n_ranks / RANKS_PER_COUNTER⌉,
     so the counter's load stays that of :data:`RANKS_PER_COUNTER` ranks; never
-    so many that a rank would get fewer than 8 fetches of *n_units*.
-    ``$XRMOD_UNITS_PER_FETCH`` overrides it.
+    so many that a rank would get fewer than 8 fetches of *n_units*. Rounded
+    up to a multiple of *group* (the engine's :attr:`~xrmod.engines.base.Engine.
+    units_per_group`: consecutive units it computes faster together) where
+    every rank still gets at least 4 blocks. ``$XRMOD_UNITS_PER_FETCH``
+    overrides it.
     """
     value = os.environ.get(UNITS_PER_FETCH_ENV, "").strip()
     if value:
@@ -91,14 +94,20 @@ def units_per_fetch(n_ranks: int, n_units: int | None = None) -> int:
     k = math.ceil(n_ranks / RANKS_PER_COUNTER)
     if n_units is not None:
         k = min(k, n_units // (_MIN_FETCHES_PER_RANK * n_ranks))
-    return max(1, k)
+    k = max(1, k)
+    if group > 1 and (n_units is None or n_units >= 4 * group * n_ranks):
+        k = group * math.ceil(k / group)
+    return k
 
 
-def make_counter(comm: Comm, n_units: int | None = None) -> Counter:
-    """Collective: the counter of a run on *comm* handing out *n_units* positions."""
+def make_counter(comm: Comm, n_units: int | None = None, group: int = 1) -> Counter:
+    """Collective: the counter of a run on *comm* handing out *n_units* positions.
+
+    *group*: see :func:`units_per_fetch`.
+    """
     if comm.size == 1:
         return LocalCounter()
-    return SharedCounter(comm, block=units_per_fetch(comm.size, n_units))
+    return SharedCounter(comm, block=units_per_fetch(comm.size, n_units, group))
 
 
 class LocalCounter:

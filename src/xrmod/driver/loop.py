@@ -321,7 +321,7 @@ def _run_engine(
                 comm.size,
                 writer.name,
             )
-        counter = make_counter(comm, len(units))
+        counter = make_counter(comm, len(units), engine.units_per_group)
         bar = Progress(total, progress) if comm.rank == 0 else None
         try:
             start = time.perf_counter()

@@ -1,6 +1,6 @@
 """The three output paths of a run (``--writer``), behind one interface.
 
-- ``direct`` (one process): units written straight into the library.
+- ``direct`` (one process): units written into the library in batches.
 - ``mpio`` (h5py built with MPI): every rank opens the library with the
   ``mpio`` driver (creation and closing collective) and writes its own units
   with independent I/O, in batches.
@@ -181,12 +181,13 @@ class Writer(ABC):
 
 
 class DirectWriter(Writer):
-    """One process writes each unit into the library as it is finished."""
+    """One process writes its finished units into the library, in batches."""
 
     name = "direct"
 
     def _open_sink(self) -> LibraryWriter:
-        return LibraryWriter(self.job.output, self.job.grid)
+        # batched like the other writers: one write per dataset per batch, not per unit
+        return LibraryWriter(self.job.output, self.job.grid, flush_seconds=self.flush_seconds)
 
 
 class MpioWriter(Writer):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from xrmod import _random
 from xrmod.status import Status
 
 if TYPE_CHECKING:
@@ -135,10 +136,15 @@ def simulate(
     bkg_mean = None if background is None else background.counts
     if asimov:
         return mean, bkg_mean
+    if bkg_mean is None:  # the same draws as NumPy's, compiled (xrmod._random)
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        if not (mean >= 0).all() or not np.isfinite(mean).all():
+            raise ValueError("expected counts must be finite and >= 0")
+        counts = np.empty_like(mean)
+        _random.poisson(mean, seed, flat_index, counts)
+        return counts, None
     rng = np.random.default_rng(np.random.SeedSequence((seed, flat_index)))
     counts = rng.poisson(mean).astype(np.float64)
-    if bkg_mean is None:
-        return counts, None
     return counts, rng.poisson(bkg_mean).astype(np.float64)
 
 
@@ -161,6 +167,9 @@ class Engine(ABC, Generic[State]):
 
     #: Name used in ``library.engine``.
     name: ClassVar[str]
+    #: Consecutive work units this engine computes faster on one rank than apart (set
+    #: by :meth:`prepare`); the shared counter hands them out together where it can.
+    units_per_group: int = 1
     #: The log message of a point that raised (``%d``: its flat index).
     point_failure: ClassVar[str] = "point %d failed"
 
@@ -196,16 +205,24 @@ class Engine(ABC, Generic[State]):
             return UnitResult.failed(unit.start, unit.stop, status)
         result = UnitResult.failed(unit.start, unit.stop)
         try:
-            for i, flat in enumerate(range(unit.start, unit.stop)):
-                try:
-                    point = self._fit_point(state, flat)
-                except Exception:
-                    log.exception(self.point_failure, flat)
-                    point = PointResult.failed(Status.ERROR)
-                result.put(i, point)
+            self._fit_points(state, result)
         finally:
             self._release(state)
         return result
+
+    def _fit_points(self, state: State, result: UnitResult) -> None:
+        """Simulate and fit every point of *result* into it: one :meth:`_fit_point` each.
+
+        An engine that runs a whole unit's points at once overrides this.
+        """
+        log = logging.getLogger(type(self).__module__)
+        for i, flat in enumerate(range(result.start, result.stop)):
+            try:
+                point = self._fit_point(state, flat)
+            except Exception:
+                log.exception(self.point_failure, flat)
+                point = PointResult.failed(Status.ERROR)
+            result.put(i, point)
 
     def _modified(self, unit: WorkUnit) -> tuple[Status, State | None]:
         """The status of θ's modified ARF and what the fits of its points need (None unless OK)."""
