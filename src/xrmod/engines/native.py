@@ -515,7 +515,8 @@ class NativeEngine(Engine[_Theta]):
         self.window = float(window)
         self.linear = bool(linear)
         #: Wall seconds spent per phase (prepare; per θ: arf, fold, correction; per
-        #: point: simulate, fit), for profiling.
+        #: point: simulate and fit, or only fit where the compiled loop draws the
+        #: counts too), for profiling.
         self.timers: dict[str, float] = {}
 
     # ------------------------------------------------------------------ prepare
