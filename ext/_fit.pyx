@@ -808,23 +808,42 @@ def correction(
     table (Hermite, from the left where ``left[i]``); out_slopes = operator @
     out_values (the spline slopes); the scalar slope is chosen consistent with
     the channels: d ln F'/dx = Σ_c (f'_c / F') d ln f'_c/dx at every knot.
+    :func:`base_at_knots` then :func:`correction_from_base`, in one call.
+    """
+    base_at_knots(knots, values, slopes, svalues, sslopes, x, left,
+                  out_values, work, out_svalues, out_sslopes)
+    correction_from_base(out_values, work, out_svalues, out_sslopes, folded, column, operator,
+                         out_values, out_slopes, out_svalues, out_sslopes, floor)
+
+
+def base_at_knots(
+    const double[::1] knots,        # IN (n,) base table knots
+    const double[:, ::1] values,    # IN (n, nch) base ln f
+    const double[:, ::1] slopes,    # IN (n, nch) base d ln f / dx
+    const double[::1] svalues,      # IN (n,) base ln F
+    const double[::1] sslopes,      # IN (n,) base d ln F / dx
+    const double[::1] x,            # IN (m,) correction knots
+    const unsigned char[::1] left,  # IN (m,) 1: evaluate the base from the left
+    double[:, ::1] out_values,      # OUT (m, nch) ln f_c(x_i)
+    double[:, ::1] out_slopes,      # OUT (m, nch) d ln f_c / dx at x_i
+    double[::1] out_svalues,        # OUT (m,) ln F(x_i)
+    double[::1] out_sslopes,        # OUT (m,) d ln F / dx at x_i
+):
+    """The base table and its x-derivative at the correction knots (the same for every θ).
+
+    The Hermite interpolation of the fit kernel, from the left piece at a
+    break where ``left[i]``.
     """
     cdef Py_ssize_t n = knots.shape[0], nch = values.shape[1], m = x.shape[0]
-    cdef Py_ssize_t i, j, c, k, col
-    cdef double h, t, w0, w1, w2, w3, d0, d1, d2, d3, fsum, s, f, bs, bsd, acc
-    cdef double hv[3]
+    cdef Py_ssize_t i, j, c
+    cdef double h, t, w0, w1, w2, w3, d0, d1, d2, d3
     if (slopes.shape[0] != n or slopes.shape[1] != nch or values.shape[0] != n
             or svalues.shape[0] != n or sslopes.shape[0] != n):
         raise ValueError("base table arrays disagree")
-    if (left.shape[0] != m or column.shape[0] != m or operator.shape[0] != m
-            or operator.shape[1] != m or out_values.shape[0] != m or out_slopes.shape[0] != m
-            or out_svalues.shape[0] != m or out_sslopes.shape[0] != m or work.shape[0] != m
-            or folded.shape[1] != nch or out_values.shape[1] != nch
-            or out_slopes.shape[1] != nch or work.shape[1] != nch):
+    if (left.shape[0] != m or out_values.shape[0] != m or out_slopes.shape[0] != m
+            or out_svalues.shape[0] != m or out_sslopes.shape[0] != m
+            or out_values.shape[1] != nch or out_slopes.shape[1] != nch):
         raise ValueError("correction arrays disagree")
-    for i in range(m):
-        if not 0 <= column[i] < folded.shape[0]:
-            raise ValueError(f"column {column[i]} out of range")
     if n < 2:
         raise ValueError("the base table needs two knots")
     with nogil:
@@ -848,24 +867,66 @@ def correction(
             d1 = (3.0 * t - 4.0) * t + 1.0
             d2 = (6.0 - 6.0 * t) * t / h
             d3 = (3.0 * t - 2.0) * t
-            bs = w0 * svalues[j] + w1 * sslopes[j] + w2 * svalues[j + 1] + w3 * sslopes[j + 1]
-            bsd = d0 * svalues[j] + d1 * sslopes[j] + d2 * svalues[j + 1] + d3 * sslopes[j + 1]
+            out_svalues[i] = (w0 * svalues[j] + w1 * sslopes[j] + w2 * svalues[j + 1]
+                              + w3 * sslopes[j + 1])
+            out_sslopes[i] = (d0 * svalues[j] + d1 * sslopes[j] + d2 * svalues[j + 1]
+                              + d3 * sslopes[j + 1])
+            for c in range(nch):
+                out_values[i, c] = (w0 * values[j, c] + w1 * slopes[j, c]
+                                    + w2 * values[j + 1, c] + w3 * slopes[j + 1, c])
+                out_slopes[i, c] = (d0 * values[j, c] + d1 * slopes[j, c]
+                                    + d2 * values[j + 1, c] + d3 * slopes[j + 1, c])
+
+
+def correction_from_base(
+    const double[:, ::1] base,      # IN (m, nch) ln f_c at the knots (base_at_knots)
+    const double[:, ::1] base_d,    # IN (m, nch) d ln f_c / dx at the knots
+    const double[::1] sbase,        # IN (m,) ln F at the knots
+    const double[::1] sbase_d,      # IN (m,) d ln F / dx at the knots
+    const double[:, ::1] folded,    # IN (k, nch) exact expected counts (modified ARF)
+    const int64_t[::1] column,      # IN (m,) row of folded for each knot
+    const double[:, ::1] operator,  # IN (m, m) knot values -> knot slopes (block diagonal)
+    double[:, ::1] out_values,      # OUT (m, nch) ln(f'_c / f_c); may be *base*
+    double[:, ::1] out_slopes,      # OUT (m, nch) its x-derivative
+    double[::1] out_svalues,        # OUT (m,) ln(F' / F); may be *sbase*
+    double[::1] out_sslopes,        # OUT (m,) its x-derivative; may be *sbase_d*
+    double floor,                   # IN smallest expected count before the log
+):
+    """The per-θ correction table from the base table at its knots (see :func:`correction`).
+
+    *base_d* must not be *out_slopes*. The base arrays are the same for
+    every θ: the native engine computes them once.
+    """
+    cdef Py_ssize_t nch = base.shape[1], m = base.shape[0]
+    cdef Py_ssize_t i, c, k, col
+    cdef double fsum, s, f, acc
+    if (base_d.shape[0] != m or sbase.shape[0] != m or sbase_d.shape[0] != m
+            or column.shape[0] != m or operator.shape[0] != m or operator.shape[1] != m
+            or out_values.shape[0] != m or out_slopes.shape[0] != m
+            or out_svalues.shape[0] != m or out_sslopes.shape[0] != m
+            or folded.shape[1] != nch or base_d.shape[1] != nch or out_values.shape[1] != nch
+            or out_slopes.shape[1] != nch):
+        raise ValueError("correction arrays disagree")
+    if m and &base_d[0, 0] == &out_slopes[0, 0]:
+        raise ValueError("base_d and out_slopes must not share memory")
+    for i in range(m):
+        if not 0 <= column[i] < folded.shape[0]:
+            raise ValueError(f"column {column[i]} out of range")
+    with nogil:
+        for i in range(m):
             col = column[i]
             fsum = 0.0
             for c in range(nch):
                 fsum += folded[col, c]
             if not fsum > floor:
                 fsum = floor
-            out_svalues[i] = log(fsum) - bs
-            out_sslopes[i] = -bsd  # completed below
+            out_svalues[i] = log(fsum) - sbase[i]
+            out_sslopes[i] = -sbase_d[i]  # completed below
             for c in range(nch):
                 f = folded[col, c]
                 if not f > floor:
                     f = floor
-                out_values[i, c] = log(f) - (w0 * values[j, c] + w1 * slopes[j, c]
-                                             + w2 * values[j + 1, c] + w3 * slopes[j + 1, c])
-                work[i, c] = (d0 * values[j, c] + d1 * slopes[j, c]
-                              + d2 * values[j + 1, c] + d3 * slopes[j + 1, c])
+                out_values[i, c] = log(f) - base[i, c]
         for i in range(m):
             for c in range(nch):
                 out_slopes[i, c] = 0.0
@@ -880,7 +941,7 @@ def correction(
             for c in range(nch):
                 f = folded[col, c]
                 fsum += f
-                acc += f * (work[i, c] + out_slopes[i, c])
+                acc += f * (base_d[i, c] + out_slopes[i, c])
             if fsum > 0.0:
                 out_sslopes[i] += acc / fsum
 

@@ -96,6 +96,7 @@ __all__ = [
     "KT_JUMPS",
     "LogTable",
     "NativeEngine",
+    "base_at_knots",
     "base_table",
     "correction_nodes",
     "correction_table",
@@ -430,8 +431,26 @@ def _spline_slope_operator(z: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a, b)
 
 
+def base_at_knots(base: LogTable, nodes: CorrectionNodes) -> tuple[np.ndarray, ...]:
+    """The base table at the correction knots: ln f_c, d ln f_c/dx, ln F, d ln F/dx.
+
+    The same for every θ: the engine computes them once (:func:`correction_table`'s
+    *at_knots*).
+    """
+    from xrmod import _fit
+
+    m, nch = nodes.x.size, base.values.shape[1]
+    out = (np.empty((m, nch)), np.empty((m, nch)), np.empty(m), np.empty(m))
+    _fit.base_at_knots(*base.arrays(), nodes.x, nodes.left.view(np.uint8), *out)
+    return out
+
+
 def correction_table(
-    base: LogTable, nodes: CorrectionNodes, folded: np.ndarray, slope_operator: np.ndarray
+    base: LogTable,
+    nodes: CorrectionNodes,
+    folded: np.ndarray,
+    slope_operator: np.ndarray,
+    at_knots: tuple[np.ndarray, ...] | None = None,
 ) -> LogTable:
     """The per-θ correction: a spline in x through ln(f′_exact / f_base) at the knots.
 
@@ -448,6 +467,8 @@ def correction_table(
         (k, n_channel) exact expected counts with the modified ARF at ``nodes.kt``.
     slope_operator : numpy.ndarray
         (m, m) from :func:`_slope_operator` for *nodes*.
+    at_knots : tuple of numpy.ndarray, optional
+        :func:`base_at_knots` of *base* and *nodes*, if computed already.
     """
     from xrmod import _fit
 
@@ -456,10 +477,8 @@ def correction_table(
     slopes = np.empty((m, nch))
     scalar = np.empty(m)
     scalar_slopes = np.empty(m)
-    _fit.correction(
-        *base.arrays(),
-        nodes.x,
-        nodes.left.view(np.uint8),
+    _fit.correction_from_base(
+        *(base_at_knots(base, nodes) if at_knots is None else at_knots),
         np.ascontiguousarray(folded),
         nodes.column,
         slope_operator,
@@ -467,7 +486,6 @@ def correction_table(
         slopes,
         scalar,
         scalar_slopes,
-        np.empty((m, nch)),
         _FLOOR,
     )
     return LogTable(nodes.x, values, slopes, scalar, scalar_slopes)
@@ -565,6 +583,7 @@ class NativeEngine(Engine[_Theta]):
             [int(np.flatnonzero(nodes.temperature == t)[0]) for t in range(temps.size)]
         )
         self._slope_operator = _slope_operator(nodes)
+        self._base_at_knots = base_at_knots(self._base, nodes)
         self._jumps = np.log(np.asarray(model.kt_jumps, dtype=np.float64))
         # the original ARF gets the same correction at the same knots: its model is
         # exact at the grid's temperatures too, and a θ that leaves the ARF as it
@@ -666,7 +685,9 @@ class NativeEngine(Engine[_Theta]):
         """Fit tables for one ARF from its exact folds at the correction knots."""
         from xrmod import _fit
 
-        corr = correction_table(self._base, self._nodes, folded, self._slope_operator)
+        corr = correction_table(
+            self._base, self._nodes, folded, self._slope_operator, self._base_at_knots
+        )
         return _fit.Tables(
             *self._base.arrays(),
             correction=corr.arrays(),
