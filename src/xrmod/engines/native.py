@@ -2,18 +2,18 @@
 
 It computes what :class:`xrmod.engines.reference.ReferenceEngine` computes
 (the same simulated counts bit for bit, the same status codes and extras,
-bounds within 1 % of their statistical error σ, kT within 1 % of σ or at
-most 0.002 above the reference's minimum of the exact statistic, which is
-itself that rough: XSPEC's float32 zbremss steps in kT) in about half a
-millisecond per grid point (measured numbers: ``python bench/profile_native.py
---accuracy``). Both engines fit by the rule that :class:`xrmod.status.Status`
-defines, where zbremss jumps in kT (:data:`KT_JUMPS`: 13.58 keV by 3.4 %, and
-0.1358, 0.5432, 54.32 keV) too: the best fit is the global minimum over the
-smooth pieces between jumps, the bounds are the outermost crossings of
-C_min + ``error_delta``, each found inside a piece, and a fit that meets a
-jump is MODEL_JUMP (−6). Each fit (T1, T1′) has its own status. Notation: x = ln kT; f_c(x)
-the expected counts in band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT);
-F = Σ_c f_c.
+bounds within 1 % of their statistical error σ, kT within 1 % of σ or at most
+0.002 above the reference's minimum of the exact statistic, which is itself
+that rough: XSPEC's float32 zbremss steps in kT) in about 0.2 ms per grid
+point (measured numbers: ``python bench/profile_native.py --accuracy``; a
+whole run: ``bench/throughput.py``). Both engines fit by the rule that
+:class:`xrmod.status.Status` defines, where zbremss jumps in kT
+(:data:`KT_JUMPS`: 13.58 keV by 3.4 %, and 0.1358, 0.5432, 54.32 keV) too: the
+best fit is the global minimum over the smooth pieces between jumps, the
+bounds are the outermost crossings of C_min + ``error_delta``, each found
+inside a piece, and a fit that meets a jump is MODEL_JUMP (−6). Each fit (T1,
+T1′) has its own status. Notation: x = ln kT; f_c(x) the expected counts in
+band channel c for norm 1, exposure · Rᵀ(A ⊙ S_kT); F = Σ_c f_c.
 
 * **Response.** The RMF restricted to the band channels (``RMF.band_channels``)
   and to the energies that reach them, as CSR (channels × energies): the
@@ -42,9 +42,16 @@ F = Σ_c f_c.
   model of the T1′ fits is the original table plus a cubic spline in x
   through the exact log-ratios at those knots (:func:`correction_table`):
   exact at every grid temperature, whose fold is also the simulation mean.
+  Along a grid axis p the family is affine in (``amp``, ``slope``, ``depth``:
+  A′ = A + p·A g), ONE product folds A g for all the θs that differ only in
+  p, and each θ's folds are F(A) + p·F(A g): the same to rounding (T1′
+  within 1e-8 relative, counts and T1 identical; :meth:`NativeEngine.
+  _folded_modified`), and the shared counter hands those θs out together.
 * **Simulation** uses those exact folds: μ = norm · exposure · Rᵀ(A′ ⊙ S_T)
   (summed in the reference's order: bit-identical), D a Poisson draw from
-  ``default_rng(SeedSequence((seed, flat_index)))``, or μ for ``asimov``.
+  ``default_rng(SeedSequence((seed, flat_index)))`` (NumPy's numbers, drawn
+  by :mod:`xrmod._random` in C), or μ for ``asimov``. A unit's points are
+  drawn and fitted in one compiled loop (:func:`xrmod._fit.fit_points`).
 * **Fits** (:class:`xrmod._fit.Tables`, ``nogil``): the profiled C-statistic
   C(x) = 2 [Σ D ln D − N ln N + N ln F(x) − Σ_c D_c ln f_c(x)] is a Hermite
   interpolant of dot products of the counts with the table rows of the knots a
