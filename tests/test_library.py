@@ -79,13 +79,13 @@ def test_new_library_matches_schema(tmp_path):
             assert ds.shape == (3, 2, 4, 5, 3)
             assert ds.dtype == np.float64
             assert list(ds.attrs["columns"]) == list(RESULT_COLUMNS)
-            assert ds.chunks == (1, 1, 1, 5, 3)  # one θ per chunk
+            assert ds.chunks == (1, 1, 4, 5, 3)  # whole θ along the last axis
             assert np.isnan(ds[()]).all()  # not computed = NaN, never zero
         assert f.attrs["format_version"] == FORMAT_VERSION == 2
         for name in ("status", "status_modified"):  # the point and T1; T1′
             status = f["LIBRARY"][name]
             assert status.dtype == np.int8 and status.shape == (3, 2, 4, 5)
-            assert status.chunks == (1, 1, 1, 5)
+            assert status.chunks == (1, 1, 4, 5)
             assert status.fillvalue == 0 and (status[()] == Status.NOT_COMPUTED).all()
             assert list(status.attrs["dims"]) == ["sigma", "amp", "mu", "temps"]
             codes = json.loads(status.attrs["codes"])
