@@ -657,6 +657,44 @@ def _check_temperatures(source: SourceConfig, fit: FitConfig, root: _Item) -> No
         )
 
 
+def _check_model_limits(source: SourceConfig, fit: FitConfig, root: _Item) -> None:
+    """Frozen parameters and ``fit.kt_limits`` must lie within the model's XSPEC hard limits.
+
+    Found here, the message names the file and the key; found by the model
+    later, it could only name the parameter.
+    """
+    from xrmod.models import ABSORBERS, EMISSIONS
+
+    absorber, emission = ABSORBERS[source.absorption], EMISSIONS[source.emission]
+    checks = [("source", "nH", source.nH, absorber, "nH")]
+    checks += [("source", "redshift", source.redshift, emission, "Redshift")]
+    checks += [("source", "abundance", source.abundance, emission, "Abundanc")]
+    for section, key, value, component, parameter in checks:
+        if parameter not in component.parameters:
+            continue
+        low, high = component.limits[component.parameters.index(parameter)]
+        if not low <= value <= high:
+            raise (
+                root.child(section)
+                .child(key)
+                .error(
+                    f"{value:g} is outside {component.name}'s {parameter} limits "
+                    f"[{low:g}, {high:g}] (XSPEC's hard limits)"
+                )
+            )
+    low, high = emission.limits[emission.parameters.index("kT")]
+    lo, hi = fit.kt_limits
+    if lo < low or hi > high:
+        raise (
+            root.child("fit")
+            .child("kt_limits")
+            .error(
+                f"[{lo:g}, {hi:g}] keV reaches outside {emission.name}'s kT limits "
+                f"[{low:g}, {high:g}] keV (XSPEC's hard limits); the default is [0.05, 64]"
+            )
+        )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -698,6 +736,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         source_path=source,
         text=text,
     )
+    _check_model_limits(config.source, config.fit, root)
     _check_temperatures(config.source, config.fit, root)
     log.debug("configuration %s: grid %s, %d points", source, config.grid_shape, config.n_points)
     return config

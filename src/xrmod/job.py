@@ -19,7 +19,7 @@ import scipy.sparse
 from xrmod import __version__
 from xrmod.config import Config, InstrumentConfig, load_config
 from xrmod.engines.base import simulate
-from xrmod.errors import ConfigError, ResponseError
+from xrmod.errors import ConfigError, InputError, ResponseError
 from xrmod.grid import Grid
 from xrmod.modifiers import ModifierFamily, get_family
 from xrmod.responses import (
@@ -356,6 +356,11 @@ def job_from_config(
     Already-read responses may be passed in (tests and benchmarks reuse them);
     they are checked against each other all the same.
     """
+    if output is not None and not os.fspath(output).strip():
+        raise InputError(
+            "the output path (-o) is empty: give a file name, or leave -o out to use "
+            f"library.output ({cfg.library.output})"
+        )
     inst = cfg.instrument
     arf = arf if arf is not None else read_arf(inst.arf)
     rmf = rmf if rmf is not None else read_rmf(inst.rmf)

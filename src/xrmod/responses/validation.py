@@ -24,6 +24,8 @@ log = logging.getLogger("xrmod.responses")  # one logger for the package, as bef
 GRID_RTOL = 1e-5
 #: Absolute tolerance (keV) for the same comparison, for edges at or near 0 keV.
 GRID_ATOL = 1e-9
+#: How far above 1 a row of an RMF paired with an ARF may sum (float32 rounding).
+ROW_SUM_TOL = 1e-3
 
 
 def _readonly(values: Any, dtype: Any) -> np.ndarray:
@@ -144,15 +146,17 @@ def _check_ebounds(
 
 
 def check_compatible(arf: ARF, rmf: RMF) -> None:
-    """Check that an ARF and an RMF share one energy grid.
+    """Check that an ARF and an RMF share one energy grid and that the RMF is a redistribution.
 
     Edges are compared with ``rtol = GRID_RTOL`` (float32 files written by
-    different tools differ in the last digits).
+    different tools differ in the last digits). The RMF's rows must sum to
+    at most 1 (+ ``ROW_SUM_TOL``) and hold no negative value.
 
     Raises
     ------
     xrmod.errors.ResponseError
-        Naming both files, with the two bin counts or the first differing bin.
+        Naming both files, with the two bin counts or the first differing bin;
+        naming the RMF, with the row that sums above 1 or holds a negative value.
     """
     a = _where(arf.path, "ARF")
     r = _where(rmf.path, "RMF")
@@ -173,6 +177,35 @@ def check_compatible(arf: ARF, rmf: RMF) -> None:
             f"{arf.energ_lo[i]:.7g}-{arf.energ_hi[i]:.7g} keV in the ARF, "
             f"{rmf.energ_lo[i]:.7g}-{rmf.energ_hi[i]:.7g} keV in the RMF "
             f"({bad.size} bins differ)"
+        )
+    _check_redistribution(rmf, r)
+
+
+def _check_redistribution(rmf: RMF, where: str) -> None:
+    """Refuse a matrix that cannot go with an ARF: a row above 1 or a negative value.
+
+    A row summing above 1 (beyond :data:`ROW_SUM_TOL`) means the file holds an
+    effective area already (an RSP, ``HDUCLAS3 = FULL``): with the ARF the area
+    would count twice. A negative value makes expected counts negative.
+    """
+    matrix = rmf.matrix
+    negative = np.flatnonzero(matrix.data < 0)
+    if negative.size:
+        row = int(np.searchsorted(matrix.indptr, negative[0], side="right") - 1)
+        raise ResponseError(
+            f"RMF {where} has {negative.size} negative value(s) (first in row {row}, "
+            f"{rmf.energ_lo[row]:.6g}-{rmf.energ_hi[row]:.6g} keV): a redistribution matrix "
+            "is a probability, >= 0"
+        )
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    above = np.flatnonzero(sums > 1.0 + ROW_SUM_TOL)
+    if above.size:
+        i = int(above[np.argmax(sums[above])])
+        raise ResponseError(
+            f"RMF {where}: {above.size} row(s) sum above 1 (largest {sums[i]:.6g} in row {i}, "
+            f"{rmf.energ_lo[i]:.6g}-{rmf.energ_hi[i]:.6g} keV): the matrix seems to include "
+            "an effective area (an RSP), which the ARF would count twice; give a "
+            "redistribution matrix (rows summing to <= 1)"
         )
 
 
