@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from xrmod.analysis import describe, open_library
+from xrmod.errors import OutputError
 from xrmod.grid import Grid
 from xrmod.library import (
     EXTRAS,
@@ -99,7 +100,7 @@ def test_new_library_matches_schema(tmp_path):
 def test_existing_file_is_not_overwritten(tmp_path):
     path = tmp_path / "lib.h5"
     _create(path, _grid())
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputError, match="exists; use --resume"):
         _create(path, _grid())
 
 

@@ -8,16 +8,21 @@ code  meaning
 0     success (failed points, if any, are in the status dataset)
 1     unexpected internal error (``--debug`` shows the traceback)
 2     bad input: config, FITS file, modifier parameters, an existing
-      or unwritable output, ``--writer mpio`` without parallel h5py,
-      ``--resume`` of a library from another config (no work done);
+      or unwritable output (a path where no file can be made, a
+      directory, no space or permission while the library is created),
+      the output locked by another run (``OUTPUT.lock``), a rank file
+      or library that cannot be read for ``--resume``, ``--writer
+      mpio`` without parallel h5py, ``--resume`` of a library from
+      another config (no work done);
       a damaged library (``xrmod info``, ``--resume``: a checksum
       mismatch, a truncated file)
 3     an engine cannot run (e.g. its model library is missing);
       ``xrmod check-engines``: an engine it was asked to compare is
       unavailable here (e.g. PyXSPEC): the others ran, nothing passed
-4     the run stopped on a fatal error on some rank (a failed write,
-      an unexpected error outside the engine); every finished unit
-      is kept: ``--resume`` continues
+4     the run stopped on a fatal error on some rank (a failed write:
+      a full disk, a quota, a permission withdrawn; an unexpected
+      error outside the engine); every finished unit is kept:
+      ``--resume`` continues once the cause is fixed
 5     ``xrmod check-engines``: the engines disagree beyond
       ``--tolerance`` at some point
 130   interrupted by SIGINT (Ctrl-C): finished units kept, ``--resume``
@@ -109,6 +114,13 @@ def _run(prog: str, func: Callable[[argparse.Namespace], int], args: argparse.Na
     except Exception as exc:
         if args.debug:
             raise
+        from xrmod.output import os_error_message
+
+        refused = os_error_message(exc)  # a full disk, a quota, a permission: not a bug
+        if refused is not None:
+            if _rank() == 0:
+                print(f"{prog}: error: {refused}", file=sys.stderr)
+            return EXIT_RUN
         print(
             f"{prog}: internal error: {type(exc).__name__}: {exc}\n"
             f"{prog}: run again with --debug for the traceback, and please report it",
@@ -156,6 +168,13 @@ def _gen_parser() -> argparse.ArgumentParser:
         "left behind, then compute only the points not yet computed",
     )
     parser.add_argument(
+        "--force-unlock",
+        action="store_true",
+        help="take over the output's lock file (OUTPUT.lock) left by a run that is no "
+        "longer running on another host (a lock of a dead run on this host is taken over "
+        "by itself)",
+    )
+    parser.add_argument(
         "--writer",
         choices=("auto", "mpio", "merge"),
         default="auto",
@@ -184,6 +203,7 @@ def _gen(args: argparse.Namespace) -> int:
         resume=args.resume,
         writer=args.writer,
         progress=not args.no_progress,
+        force_unlock=args.force_unlock,
     )
 
 
@@ -210,8 +230,10 @@ def _init(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from xrmod.job import load_job
+    from xrmod.output import check_output_path
 
     job = load_job(args.config)
+    check_output_path(job.output)  # a file can be made there (an existing one is fine)
     print(job.summary())
     return EXIT_OK
 

@@ -24,6 +24,7 @@ __all__ = [
     "EngineError",
     "InputError",
     "ModifierError",
+    "OutputError",
     "ResponseError",
     "RunError",
     "XrmodError",
@@ -100,6 +101,15 @@ class ResponseError(InputError):
 
 class ModifierError(InputError):
     """An unknown modifier family or a parameter it does not take."""
+
+
+class OutputError(InputError):
+    """The output cannot be made or written: its path, its space, its lock (exit code 2).
+
+    A path where no file can be created, a directory as the output, a full
+    disk, an exceeded quota or a missing permission while the library is
+    created, or a lock held by another run on the same output.
+    """
 
 
 class EngineError(XrmodError, RuntimeError):

@@ -34,8 +34,11 @@ is what a resume relies on.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -181,9 +184,68 @@ def create_library(
     comm : mpi4py.MPI.Comm, optional
         Create the file with parallel HDF5 (h5py built with MPI): every rank of
         *comm* must call this with the same arguments (creation is collective).
+
+    The library is made as ``PATH.creating`` in the same directory and renamed
+    to *path* once complete, so a failure (a full disk) never leaves a
+    half-made library: the partial file is removed.
+
+    Raises
+    ------
+    xrmod.errors.OutputError
+        *path* exists (without *overwrite*), or the file system refused the
+        file (no space, quota, permission): the message names it.
     """
+    from xrmod.errors import OutputError
+    from xrmod.output import creating_path, os_error_message
+
+    root = comm is None or comm.rank == 0
+    if not overwrite and os.path.exists(path):
+        raise OutputError(f"{path} exists; use --resume to continue it, or --overwrite")
+    temporary = creating_path(path)
+    try:
+        _create_skeleton(temporary, grid, family=family, units=units, attrs=attrs, comm=comm)
+        if root:  # the close was collective: every rank has finished with the file
+            os.replace(temporary, path)
+    except OSError as e:
+        if root:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        message = os_error_message(OSError(e.errno, os.strerror(e.errno or 0)), path)
+        if message is None:
+            raise
+        if e.errno == errno.ENOSPC:
+            message += f" (the library needs about {_mb(library_bytes(grid))}"
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+                message += f", {_mb(free)} are free there"
+            message += ")"
+        raise OutputError(
+            f"{message}; nothing was computed, and the partial file was removed"
+        ) from e
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def library_bytes(grid: Any) -> int:
+    """Size of a new library of *grid* on disk, about (its chunks are all allocated)."""
+    per_theta = grid.points_per_theta
+    return grid.n_theta * (unit_bytes(per_theta) - 8) + 64 * 1024
+
+
+def _create_skeleton(
+    path: str | os.PathLike,
+    grid: Any,
+    *,
+    family: str,
+    units: Mapping[str, str],
+    attrs: Mapping[str, Any],
+    comm: Any = None,
+) -> None:
+    """Write the empty library of :func:`create_library` at *path* (replaced if it exists)."""
     shape = _point_shape(grid)
-    with _open(path, "w" if overwrite else "w-", comm) as f:
+    with _open(path, "w", comm) as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         for key, value in attrs.items():

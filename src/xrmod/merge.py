@@ -39,6 +39,7 @@ xrmod does not resume either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -274,6 +275,19 @@ class RankFileWriter:
             self._file.close()
 
 
+#: What h5py raises reading a damaged or truncated HDF5 file.
+_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
+def unreadable(path: str | os.PathLike, exc: BaseException) -> InputError:
+    """The error for a rank file that cannot be read (damaged, truncated): remove it."""
+    text = " ".join(str(exc).split())  # one line (HDF5's messages span several)
+    return InputError(
+        f"{path}: rank file is not readable ({type(exc).__name__}: {text}); remove it "
+        "(its units are computed again) and run again with --resume"
+    )
+
+
 @dataclass(frozen=True)
 class MergeReport:
     """What a merge did: units merged and rows dropped as damaged."""
@@ -292,21 +306,31 @@ class _RankFileReader:
         import h5py
 
         self.path = path
+        self.file = None
         try:
             # each chunk is read once: no chunk cache (memory independent of the file size)
             self.file = h5py.File(path, "r", libver="latest", swmr=True, rdcc_nbytes=0)
             small_metadata_cache(self.file)
-        except OSError as e:
-            raise InputError(f"{path}: rank file is not readable ({e}); remove it") from e
+            self._check(grid, config_text)
+        except InputError:
+            raise
+        except _READ_ERRORS as e:
+            if self.file is not None:
+                with contextlib.suppress(Exception):
+                    self.file.close()
+            raise unreadable(path, e) from e
+
+    def _check(self, grid: Grid, config_text: str) -> None:
+        """Check the rank file's format and configuration; index its rows."""
         attrs = self.file.attrs
         if attrs.get("format") != RANKFILE_FORMAT:
             self.file.close()
-            raise InputError(f"{path}: not an xrmod rank file; remove it")
+            raise InputError(f"{self.path}: not an xrmod rank file; remove it")
         version = int(attrs.get("format_version", 0))
         if version != RANKFILE_VERSION:
             self.file.close()
             raise InputError(
-                f"{path}: rank file of format version {version} (an older xrmod, one status "
+                f"{self.path}: rank file of format version {version} (an older xrmod, one status "
                 f"for both fits); this xrmod merges version {RANKFILE_VERSION} only. Remove "
                 "it (its units are computed again), or finish the run with the xrmod that "
                 "wrote it"
@@ -314,7 +338,7 @@ class _RankFileReader:
         if attrs.get("config_sha256") != config_sha256(config_text):
             self.file.close()
             raise InputError(
-                f"{path}: rank file of a different configuration than the library; remove it"
+                f"{self.path}: rank file of a different configuration than the library; remove it"
             )
         p = grid.points_per_theta
         n = min(self.file[name].shape[0] for name in ("start", *_FIELDS, "checksum"))
@@ -332,11 +356,14 @@ class _RankFileReader:
         f = self.file
         breaks = np.flatnonzero(np.diff(rows) > self.GAP) + 1
         parts: dict[str, list[np.ndarray]] = {name: [] for name in ("start", *_FIELDS, "checksum")}
-        for run in np.split(rows, breaks):
-            lo, hi = int(run[0]), int(run[-1]) + 1
-            sel = run - lo
-            for name, chunks in parts.items():
-                chunks.append(f[name][lo:hi][sel])
+        try:
+            for run in np.split(rows, breaks):
+                lo, hi = int(run[0]), int(run[-1]) + 1
+                sel = run - lo
+                for name, chunks in parts.items():
+                    chunks.append(f[name][lo:hi][sel])
+        except _READ_ERRORS as e:
+            raise unreadable(self.path, e) from e
         data = {name: np.concatenate(chunks) for name, chunks in parts.items()}
         fields = {name: data[name] for name in _FIELDS}
         good = _row_checksums(data["start"], fields) == data["checksum"]

@@ -32,9 +32,18 @@ SIGTERM and SIGINT (a batch system's time limit, Ctrl-C) stop the handing out
 of units; every rank finishes and writes the unit in flight, the library (or
 the merged rank files) keeps everything finished, and the run exits with
 128 + signal number and a message saying how to resume. Killed outright
-(SIGKILL, a node failure), a rank loses its unit in flight and at most the
-last ``XRMOD_FLUSH_SECONDS`` seconds of its finished units (still in its
-buffer: every writer writes in batches). ``--resume`` computes them again.
+(SIGKILL, a node failure), a rank loses its unit in flight and the finished
+units still in its batch (every writer writes in batches): those of the last
+``XRMOD_FLUSH_SECONDS`` seconds (default 2; at most 60, a larger value is
+clamped with a warning) and never more than a full 4 MB batch. ``--resume``
+computes them again.
+
+One run at a time writes an output: rank 0 takes ``OUTPUT.lock`` before the
+output is touched and removes it when the run ends (:mod:`xrmod.output`); a
+second run is refused (exit 2) on every rank. An output where no file can be
+made is refused before any compute (exit 2); a new library is made under a
+temporary name and renamed when complete, so a full disk leaves nothing
+half-made.
 
 Modules: :mod:`~xrmod.driver.comm` (ranks, agreement between them),
 :mod:`~xrmod.driver.counter` (the shared counter), :mod:`~xrmod.driver.console`

@@ -21,7 +21,8 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from xrmod.errors import EXIT_INTERNAL, EXIT_SIGINT, InputError, RunError, XrmodError
+from xrmod.errors import EXIT_INTERNAL, EXIT_RUN, EXIT_SIGINT, InputError, RunError, XrmodError
+from xrmod.output import os_error_message
 
 __all__ = [
     "LAUNCH_MARKERS",
@@ -138,11 +139,18 @@ def host() -> str:
 
 
 def error_info(exc: BaseException) -> tuple[str, int]:
-    """(message, exit code) of an exception, for sending to the other ranks."""
+    """(message, exit code) of an exception, for sending to the other ranks.
+
+    A write the file system refused (no space, quota, permission) is named
+    with what to do (:func:`xrmod.output.os_error_message`), exit code 4.
+    """
     if isinstance(exc, XrmodError):
         return str(exc), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)", EXIT_SIGINT
+    refused = os_error_message(exc)  # a full disk, a quota, a permission: the run stops (4)
+    if refused is not None:
+        return refused, EXIT_RUN
     text = " ".join(str(exc).split())  # one line (HDF5's messages span several)
     return f"internal error: {type(exc).__name__}: {text}", EXIT_INTERNAL
 

@@ -37,13 +37,16 @@ from xrmod.errors import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     InputError,
+    OutputError,
     RunError,
+    XrmodError,
 )
 from xrmod.grid import WorkUnit
 from xrmod.integrity import check_library, seal_library, unseal_library
 from xrmod.job import Job, load_job
 from xrmod.library import count_status, pending_units
 from xrmod.merge import find_rank_files, merge_rank_files, rank_log_path
+from xrmod.output import OutputLock, check_output_path, os_error_message
 from xrmod.resume import (
     adopt_config,
     check_same_config,
@@ -71,10 +74,12 @@ def generate(
     resume: bool = False,
     writer: str = "auto",
     progress: bool = True,
+    force_unlock: bool = False,
 ) -> int:
     """Load and check a job on every rank, then run it (``xrmod-gen``); return the exit code.
 
-    A configuration error found on any rank ends every rank with one message.
+    A configuration error found on any rank ends every rank with one message;
+    so does an output where no file can be made (checked with ``check`` too).
     """
     comm = world()
     job = agree(comm, load_job, config, output=output)
@@ -83,6 +88,7 @@ def generate(
         if comm.size > 1:
             log.info("%d MPI ranks", comm.size)
     if check:
+        on_root(comm, check_output_path, job.output)
         return EXIT_OK
     return run(
         job,
@@ -91,6 +97,7 @@ def generate(
         writer=writer,
         progress=progress,
         comm=comm,
+        force_unlock=force_unlock,
     )
 
 
@@ -102,8 +109,13 @@ def run(
     writer: str = "auto",
     progress: bool = True,
     comm: Comm | None = None,
+    force_unlock: bool = False,
 ) -> int:
     """Compute the points of *job* still to do and write the library; return the exit code.
+
+    Rank 0 first checks that a file can be made at the output, then takes its
+    lock (``OUTPUT.lock``, :class:`xrmod.output.OutputLock`) for the whole
+    run: another run on the same output is refused (exit 2) on every rank.
 
     Parameters
     ----------
@@ -123,6 +135,9 @@ def run(
     comm : mpi4py.MPI.Comm, optional
         The ranks to run on; default ``MPI.COMM_WORLD`` when started by an
         MPI launcher, else one process.
+    force_unlock : bool
+        Take the output's lock even when another run's lock is there
+        (``--force-unlock``: a lock from another host whose run has ended).
 
     Returns
     -------
@@ -137,13 +152,27 @@ def run(
         rank for a fatal error on any rank.
     """
     comm = world() if comm is None else comm
-    rank_log = RankLog(job.output, comm.rank)
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    held: list[OutputLock] = []
+    on_root(comm, _lock_output, job.output, held, force=force_unlock)
     try:
-        # a signal during set-up stops the run before its first unit
-        with StopRequest() as stop:
-            return _run(job, comm, stop, rank_log, overwrite, resume, writer, progress)
+        rank_log = RankLog(job.output, comm.rank)
+        try:
+            # a signal during set-up stops the run before its first unit
+            with StopRequest() as stop:
+                return _run(job, comm, stop, rank_log, overwrite, resume, writer, progress)
+        finally:
+            rank_log.close()
     finally:
-        rank_log.close()
+        for lock in held:  # rank 0's, after every rank is done with the output
+            lock.release()
+
+
+def _lock_output(path: Path, held: list[OutputLock], *, force: bool) -> None:
+    """Rank 0: check that a file can be made at *path*, then take its lock (into *held*)."""
+    check_output_path(path)
+    held.append(OutputLock.acquire(path, force=force))
 
 
 # --------------------------------------------------------------------------- signals
@@ -179,20 +208,9 @@ class Plan:
     merged: int  # units recovered from an interrupted run's rank files
 
 
-def _check_directory(path: Path) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise InputError(f"{path}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise InputError(f"{path}: directory {directory} is not writable")
-
-
 def _plan(job: Job, *, overwrite: bool, resume: bool) -> Plan:
     """Rank 0: check the output, recover leftovers of an interrupted run, list pending units."""
     path = job.output
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
-    _check_directory(path)
     leftovers = find_rank_files(path)
     if not path.exists():
         if leftovers and not overwrite:
@@ -241,6 +259,32 @@ def _plan(job: Job, *, overwrite: bool, resume: bool) -> Plan:
     return Plan(create=False, pending=pending, merged=merged)
 
 
+def _readable_plan(job: Job, *, overwrite: bool, resume: bool) -> Plan:
+    """:func:`_plan`, with what HDF5 raises on a damaged library turned into a clear error.
+
+    h5py raises OSError, RuntimeError, KeyError or ValueError when a file is
+    truncated or damaged ("Can't decode global heap prefix"): resuming from it
+    is refused (exit 2) naming the library, instead of an internal error. A
+    write refused by the file system (no space, no permission) is named as such.
+    """
+    try:
+        return _plan(job, overwrite=overwrite, resume=resume)
+    except XrmodError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        message = os_error_message(e, job.output)
+        if message is not None:
+            raise OutputError(f"{message}; nothing was computed: then run again") from e
+        if not resume:
+            raise
+        text = " ".join(str(e).split())
+        raise InputError(
+            f"{job.output}: the library is not readable ({type(e).__name__}: {text}); cannot "
+            "resume it. If it is damaged, move it aside and compute it again (or use "
+            "--overwrite)"
+        ) from e
+
+
 def _prepared_engine(job: Job, prepared: list[Engine]) -> Engine:
     """The job's engine, prepared; added to *prepared* (closed after the run, come what may)."""
     engine = get_engine(job.config.library.engine)
@@ -275,7 +319,7 @@ def _run(
 ) -> int:
     writer = agree(comm, make_writer, writer_name, job, comm)
     writer.prepare()
-    plan = on_root(comm, _plan, job, overwrite=overwrite, resume=resume)
+    plan = on_root(comm, _readable_plan, job, overwrite=overwrite, resume=resume)
     if plan.pending is not None and plan.pending.size == 0:
         if comm.rank == 0:
             log.info("%s: every point is computed already; nothing to do", job.output)
@@ -360,7 +404,7 @@ def _run_engine(
                     signum=signum,
                 )
             except RunError as exc:  # raised on every rank alike
-                if fatal is None and exc.exit_code != EXIT_INTERNAL:
+                if fatal is None and exc.exit_code not in (EXIT_INTERNAL, EXIT_RUN):
                     raise
                 # the output failed after the loop: a run failure (4), like one during it
                 fatal = fatal or (0, "", str(exc), EXIT_INTERNAL)

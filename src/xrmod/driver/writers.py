@@ -10,7 +10,12 @@
   sets up, so neither the loop nor the merge waits for it.
 
 Batches follow one policy (:class:`xrmod.library.UnitBatch`): written at
-least every ``XRMOD_FLUSH_SECONDS`` seconds (default 2) and every 4 MB.
+least every ``XRMOD_FLUSH_SECONDS`` seconds (default 2, at most 60: larger
+values are clamped with a warning) and every 4 MB. A rank killed outright
+(SIGKILL) loses its unit in flight and the units of its batch: those it
+finished in the last ``XRMOD_FLUSH_SECONDS`` seconds, and never more than a
+full batch (4 MB: 4 MB / :func:`xrmod.library.unit_bytes` units, ~4,600 units
+of 10 points).
 The run loop calls the same :class:`Writer` methods whatever the path; the
 collective ones use the agreement helpers, so an error on one rank is
 raised on every rank.
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FLUSH_ENV",
+    "MAX_FLUSH_SECONDS",
     "WRITERS",
     "DirectWriter",
     "MergeWriter",
@@ -61,10 +67,22 @@ WRITERS = ("auto", "mpio", "merge")
 #: Environment variable: longest time, in seconds, a rank keeps finished units in memory
 #: before writing them (merge and mpio writers).
 FLUSH_ENV = "XRMOD_FLUSH_SECONDS"
+#: Largest interval ``XRMOD_FLUSH_SECONDS`` may set; larger values are clamped to it.
+MAX_FLUSH_SECONDS = 60.0
 
 
-def flush_seconds() -> float:
-    """``$XRMOD_FLUSH_SECONDS``: longest time finished units wait in a writer's batch."""
+def flush_seconds(*, warn: bool = True) -> float:
+    """``$XRMOD_FLUSH_SECONDS``: longest time finished units wait in a writer's batch.
+
+    A value above :data:`MAX_FLUSH_SECONDS` (60 s) is clamped to it, with a
+    warning (when *warn*): a rank killed outright loses what its batch holds,
+    and the interval is what bounds it.
+
+    Raises
+    ------
+    xrmod.errors.InputError
+        The value is not a number >= 0.
+    """
     value = os.environ.get(FLUSH_ENV, "").strip()
     if not value:
         return FLUSH_SECONDS
@@ -74,6 +92,17 @@ def flush_seconds() -> float:
         seconds = -1.0
     if not seconds >= 0:
         raise InputError(f"{FLUSH_ENV} must be a number of seconds >= 0, got {value!r}")
+    if seconds > MAX_FLUSH_SECONDS:
+        if warn:
+            log.warning(
+                "%s=%s is more than %g s: using %g s (a rank killed outright loses the "
+                "units finished since its last write)",
+                FLUSH_ENV,
+                value,
+                MAX_FLUSH_SECONDS,
+                MAX_FLUSH_SECONDS,
+            )
+        seconds = MAX_FLUSH_SECONDS
     return seconds
 
 
@@ -325,7 +354,7 @@ def make_writer(requested: str, job: Job, comm: Comm) -> Writer:
     value is refused the same way on one rank as on many.
     """
     name = _choose(requested, comm.size)
-    return _WRITERS[name](job, comm, flush_seconds=flush_seconds())
+    return _WRITERS[name](job, comm, flush_seconds=flush_seconds(warn=comm.rank == 0))
 
 
 def _need_dask() -> None:
