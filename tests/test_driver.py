@@ -842,7 +842,8 @@ def test_an_output_directory_made_unwritable_mid_run_ends_without_a_hang(tmp_pat
     assert proc.returncode == 0, proc.stderr
 
 
-#: 60,000 points: a 7.9 MB library, and rank files that do not fit beside it in 11 MB.
+#: 60,000 points: a 5.7 MB library (chunks of whole θ up to 4096 points), and rank files
+#: that do not fit beside it in 9 MB.
 BIG_CONFIG = """\
 [library]
 output = "{out}"
@@ -861,15 +862,15 @@ sigma = {{ start = 0.3, stop = 1.0, num = 10 }}
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """An 11 MB tmpfs (needs root, and a sandbox that allows mounts); skipped otherwise."""
+    """A 9 MB tmpfs (needs root, and a sandbox that allows mounts); skipped otherwise."""
     if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting an 11 MB tmpfs needs root")
+        pytest.skip("mounting a 9 MB tmpfs needs root")
     directory = tmp_path / "disk"
     directory.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=11m", "tmpfs", str(directory)]
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(directory)]
     mount = subprocess.run(cmd, capture_output=True, text=True)
     if mount.returncode != 0:
-        pytest.skip(f"cannot mount an 11 MB tmpfs here: {mount.stderr.strip()}")
+        pytest.skip(f"cannot mount a 9 MB tmpfs here: {mount.stderr.strip()}")
     yield directory
     subprocess.run(["umount", str(directory)], check=True)
 
