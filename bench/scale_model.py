@@ -472,6 +472,8 @@ def model(opts: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from xrmod.driver.counter import RANKS_PER_COUNTER
+
     m = json.loads(opts.json.read_text())
     c, w = m["compute"], m["writes"]
     unit_s = c["unit_s"]
@@ -482,7 +484,8 @@ def model(opts: argparse.Namespace) -> None:
 
     ax = axes[0]
     for scale, style in ((1.0, "-"), (4.0, "--")):
-        for k, color, what in ((1, "C3", "1 unit/fetch"), (None, "C0", "⌈N/100⌉ units/fetch")):
+        blocks = f"⌈N/{RANKS_PER_COUNTER}⌉ units/fetch"
+        for k, color, what in ((1, "C3", "1 unit/fetch"), (None, "C0", blocks)):
             kk = units_per_fetch(ranks) if k is None else k
             rho = counter_model(ranks, scale * t_counter, kk * unit_s)["rho"]
             ax.plot(ranks, rho, style, color=color, label=f"{what}, t_c x{scale:g}")
@@ -526,6 +529,8 @@ def _half(ranks: np.ndarray, eff: np.ndarray) -> str:
 
 
 def _report(ranks: np.ndarray, m: dict, fit: dict, t_counter: float) -> None:
+    from xrmod.driver.counter import RANKS_PER_COUNTER
+
     unit_s = m["compute"]["unit_s"]
     print(
         f"t_counter {t_counter * 1e6:.2f} us, unit {unit_s * 1e3:.2f} ms "
@@ -536,7 +541,10 @@ def _report(ranks: np.ndarray, m: dict, fit: dict, t_counter: float) -> None:
         n1 = unit_s / (scale * t_counter)
         print(f"counter, t_c x{scale:g}, 1 unit/fetch: ρ = 0.5 at N = {n1 / 2:.0f}, 1 at {n1:.0f}")
         rho = counter_model(ranks, scale * t_counter, units_per_fetch(ranks) * unit_s)["rho"]
-        print(f"  ceil(N/100) units/fetch: max ρ over 100..10000 ranks = {rho.max():.3f}")
+        print(
+            f"  ceil(N/{RANKS_PER_COUNTER}) units/fetch: max ρ over 100..10000 ranks = "
+            f"{rho.max():.3f}"
+        )
     for points in (1e5, 1e6, 1e7, 1e8, 1e9):
         t = writer_model(ranks, points, m, fit, FS, t_counter)
         merge, mpio = t["ideal"] / t["merge"], t["ideal"] / t["mpio"]

@@ -38,7 +38,7 @@ def test_one_unit_per_fetch_up_to_the_counters_ranks(monkeypatch):
     assert units_per_fetch(10_000) == 10_000 // RANKS_PER_COUNTER
     # a small job keeps at least 8 fetches a rank: blocks shrink, never below 1
     assert units_per_fetch(10_000, n_units=100_000) == 1
-    assert units_per_fetch(1_000, n_units=1_000_000) == 10
+    assert units_per_fetch(1_000, n_units=1_000_000) == 1_000 // RANKS_PER_COUNTER
     monkeypatch.setenv(UNITS_PER_FETCH_ENV, "7")
     assert units_per_fetch(2) == 7
     monkeypatch.setenv(UNITS_PER_FETCH_ENV, "0")

@@ -11,7 +11,7 @@ One fetch hands out a block of consecutive positions (:func:`units_per_fetch`):
 one on up to :data:`RANKS_PER_COUNTER` ranks, more beyond, so that the one
 counter on rank 0 is never the bottleneck (docs/scaling.md: the counter
 serves a fetch in microseconds, a unit takes milliseconds; at one unit per
-fetch it saturates near a thousand ranks). A block is a run of consecutive
+fetch it saturates at a few hundred to a few thousand ranks). A block is a run of consecutive
 θ, which the batched writers store in one write per dataset.
 """
 
@@ -36,9 +36,11 @@ __all__ = [
     "units_per_fetch",
 ]
 
-#: Ranks one shared counter serves at one unit per fetch (docs/scaling.md: utilisation
-#: about 0.25 for 1 ms units at a fetch served in 2.5 µs, a network's pessimistic figure).
-RANKS_PER_COUNTER = 100
+#: Ranks one shared counter serves at one unit per fetch. docs/scaling.md: a fetch is
+#: served in 4-5 µs here (one node); 4 ms units (10 points) keep 50 ranks at
+#: utilisation 0.07, 0.26 if a network's fetch takes 4x as long, and the library's
+#: small writes under MPI-IO (one per dataset per block) within 8 Lustre stripes.
+RANKS_PER_COUNTER = 50
 #: A rank should get at least this many fetches: blocks stay small next to a rank's share.
 _MIN_FETCHES_PER_RANK = 8
 #: Environment variable: units per fetch, overriding :func:`units_per_fetch` (tests, tuning).
