@@ -55,3 +55,29 @@ def test_merge_blocks_grow_with_the_files_within_bounds():
     assert merge_block_bytes(10_000) == 64 << 20
     sizes = [merge_block_bytes(n) for n in range(1, 2000, 7)]
     assert sizes == sorted(sizes)
+
+
+def test_info_reads_the_statuses_and_never_the_results(tmp_path, monkeypatch):
+    # what xrmod info costs on a big library: the status datasets (1 byte a point
+    # each), the axes and temperatures; the results (48 bytes a point) and extras
+    # (40) are never read
+    from xrmod.analysis import summary
+
+    grid = _grid(n_last=100, nt=10)
+    _create(tmp_path / "lib.h5", grid)
+    read: dict[str, int] = {}
+    getitem = h5py.Dataset.__getitem__
+
+    def counting(self, *args, **kwargs):
+        out = getitem(self, *args, **kwargs)
+        read[self.name] = read.get(self.name, 0) + int(np.asarray(out).nbytes)
+        return out
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counting)
+    monkeypatch.setattr(h5py.Dataset, "read_direct", None)  # every read goes through []
+    s = summary(tmp_path / "lib.h5")
+    assert s["points"]["not_computed"] == grid.size
+    big = {name: n for name, n in read.items() if n > 1000}
+    assert "/LIBRARY/status" in big  # the counting sees info's reads
+    assert set(big) <= {"/LIBRARY/status", "/LIBRARY/status_modified"}, big
+    assert all(n <= 2 * grid.size for n in big.values())  # each read at most twice
