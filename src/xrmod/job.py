@@ -177,6 +177,15 @@ class EngineInputs:
                 path=cfg.source_path,
                 key="instrument.band",
             )
+        if not np.any(job.arf.specresp[rows] > 0):
+            lo, hi = cfg.instrument.band
+            raise ResponseError(
+                f"SPECRESP is 0 at every energy that reaches the band {lo:g}-{hi:g} keV "
+                f"({rows.size} bins, {float(rmf.energ_lo[rows[0]]):g}-"
+                f"{float(rmf.energ_hi[rows[-1]]):g} keV): no source counts can be simulated",
+                path=str(job.arf.path),
+                extension="SPECRESP",
+            )
         background = None
         if job.background is not None:
             background = _band_background(job.background, cfg.instrument, mask)

@@ -40,10 +40,13 @@ if TYPE_CHECKING:
     from xrmod.job import EngineInputs, Job
     from xrmod.models import SourceModel
 
-__all__ = ["BREAK_CLEARANCE", "FLOOR_XTOL", "BandSource"]
+__all__ = ["BREAK_CLEARANCE", "FLOOR_XTOL", "MAX_EXPECTED_COUNTS", "BandSource"]
 
 log = logging.getLogger(__name__)
 
+#: Most expected counts a band channel may have (original ARF, true kT): 1e15,
+#: far above any observation and far below where Poisson draws break (~1e18).
+MAX_EXPECTED_COUNTS = 1.0e15
 #: Resolution (in ln kT) of the lowest kT at which the band has counts.
 FLOOR_XTOL = 1.0e-6
 #: A break of the model (:data:`xrmod.models.KT_BREAKS`) this close (ln kT) to that
@@ -109,6 +112,7 @@ class BandSource:
             ``instrument.band``), or at a true temperature (key
             ``source.temperatures``).
         """
+        self._check_scale(inputs, source_path)
         x_lo, x_hi = inputs.x_limits
         has_counts = self._counts_test(inputs)
         lo, hi = inputs.band
@@ -151,6 +155,26 @@ class BandSource:
             inputs.kt_limits[0],
         )
         return b, x_hi
+
+    def _check_scale(self, inputs: EngineInputs, source_path: str) -> None:
+        """Refuse an exposure × norm × ARF whose expected counts overflow or are absurd.
+
+        The counts of the original ARF at the true temperatures must be finite
+        and at most :data:`MAX_EXPECTED_COUNTS` in every band channel (Poisson
+        draws and float64 sums break far above it).
+        """
+        flux = self.spectra(inputs.temperatures) * inputs.arf[inputs.rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            counts = inputs.exposure * inputs.norm * (inputs.fold_matrix @ flux.T)
+        peak = float(np.max(counts)) if np.all(np.isfinite(counts)) else math.inf
+        if peak > MAX_EXPECTED_COUNTS:
+            raise ConfigError(
+                f"instrument.exposure ({inputs.exposure:g} s) x source.norm "
+                f"({inputs.norm:g}) x the ARF give {peak:g} expected counts in a band "
+                f"channel, above {MAX_EXPECTED_COUNTS:g}: check the exposure, the norm "
+                "and the ARF's units (cm^2)",
+                path=source_path,
+            )
 
     def _counts_test(self, inputs: EngineInputs) -> Callable[[float], bool]:
         """A test of x = ln kT: whether the model has counts in a band channel (original ARF).
