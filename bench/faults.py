@@ -65,6 +65,10 @@ amp = {{ start = -0.2, stop = 0.2, num = 5 }}
 PER_THETA = 10
 #: Longest a launched command may take, in seconds, before it counts as a hang.
 TIMEOUT = 180.0
+#: The writers' flush interval (``XRMOD_FLUSH_SECONDS``, default 2 s): the loss bound.
+FLUSH_SECONDS = float(os.environ.get("XRMOD_FLUSH_SECONDS") or 2.0)
+#: Points per second of one rank, measured by the reference run (set in :func:`main`).
+RATE = 0.0
 #: How long a stopped rank stays stopped (longer than the default flush interval, 2 s).
 STOP_SECONDS = 6.0
 MPIRUN = os.environ.get("XRMOD_TEST_MPIRUN", shutil.which("mpirun") or "mpirun")
@@ -292,6 +296,7 @@ class Record:
     recovered_points: int | None = None
     recomputed_points: int | None = None
     lost_points: int | None = None
+    lost_bound: int | None = None  # flush interval x points/s of the ranks + units in flight
     identical: bool | None = None
     difference: str = ""
 
@@ -353,6 +358,7 @@ class Case:
             r.recovered_points = self.total - r.recomputed_points
             if r.done_before_fault is not None:
                 r.lost_points = max(0, r.done_before_fault - r.recovered_points)
+                r.lost_bound = int(FLUSH_SECONDS * RATE * self.ranks) + self.ranks * PER_THETA
         return o
 
     def compare(self) -> bool:
@@ -721,7 +727,7 @@ def _cell(lines: list[str]) -> str:
 def markdown(records: list[Record], header: str) -> str:
     rows = [header, "",
             "| case | N | writer | verdict | faulted run: exit, last line | on disk after "
-            "| done before / recovered / recomputed / lost (points) | next step(s): exit "
+            "| done before / recovered / recomputed / lost (bound) points | next step(s): exit "
             "| identical | note |",
             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in records:
@@ -734,6 +740,8 @@ def markdown(records: list[Record], header: str) -> str:
             "–" if v is None else str(v)
             for v in (r.done_before_fault, r.recovered_points, r.recomputed_points, r.lost_points)
         )
+        if r.lost_bound is not None:
+            counts += f" (≤ {r.lost_bound})"
         steps = "; ".join(
             f"{s['step']}: {s['exit']} ({_cell(s['last_lines'][-1:])})" for s in r.steps
         )
@@ -758,7 +766,12 @@ def reference_library(root: Path) -> Path:
     o = run([XRMOD_GEN, str(cfg), "--no-progress", "--overwrite"], ref_dir, "reference")
     if o.exit != 0:
         raise SystemExit(f"the reference run failed (exit {o.exit}): {o.last_lines}")
-    log.info("reference: %s (%d points) in %.1f s", out, _points(out), o.seconds)
+    global RATE
+    rate = re.search(r"\(([\d.]+) points/s\)", o.stderr)
+    RATE = float(rate[1]) if rate else 0.0
+    log.info(
+        "reference: %s (%d points) in %.1f s, %.0f points/s", out, _points(out), o.seconds, RATE
+    )
     return out
 
 
