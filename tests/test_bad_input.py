@@ -353,8 +353,11 @@ def test_exposure_and_norm(good, exposure, norm, noise):
 
 @settings(CAMPAIGN, max_examples=examples(12))
 @given(
-    temperatures=st.lists(st.one_of(ABSURD, st.floats(0.01, 100)), min_size=1, max_size=3),
+    temperatures=st.lists(
+        st.one_of(ABSURD, st.floats(0.01, 100), st.floats(0.06, 60)), min_size=1, max_size=3
+    ),
     limits=st.one_of(
+        st.just([0.05, 64.0]),
         st.just([0.05, 64.0]),
         st.lists(st.one_of(ABSURD, st.floats(0, 100)), min_size=2, max_size=2),
     ),
@@ -390,19 +393,38 @@ AXIS = st.one_of(
 )
 
 
-@settings(CAMPAIGN, max_examples=examples(16))
-@given(
-    family=st.sampled_from(["gaussian", "tilt", "edge", "linear", "nosuch", "Gaussian"]),
-    axes=st.dictionaries(
-        st.sampled_from(["mu", "sigma", "amp", "slope", "pivot", "energy", "depth", "width", "x"]),
-        AXIS,
-        min_size=0,
-        max_size=4,
+FAMILY_PARAMETERS = {
+    "gaussian": ("mu", "sigma", "amp"),
+    "edge": ("energy", "depth", "width"),
+    "linear": ("slope", "pivot"),
+    "tilt": ("index", "pivot"),
+}
+PLAIN_AXIS = st.one_of(
+    st.floats(-1.0, 8.0),
+    st.lists(st.floats(-1.0, 8.0), min_size=1, max_size=2, unique=True),
+    st.fixed_dictionaries(
+        {"start": st.floats(0.1, 8.0), "stop": st.floats(0.1, 8.0), "num": st.integers(1, 2)}
     ),
 )
-@example(family="gaussian", axes={"mu": 1.5, "sigma": 0.5, "amp": 0.1})  # one-value axes
-@example(family="gaussian", axes={"mu": 1.5, "sigma": 0.5, "amp": -2.0})  # ARF negative
-def test_modifier_axes(good, family, axes):
+
+
+@settings(CAMPAIGN, max_examples=examples(16))
+@given(
+    family=st.sampled_from([*FAMILY_PARAMETERS, "nosuch", "Gaussian"]),
+    names=st.sampled_from(["exact", "exact", "missing", "extra"]),
+    data=st.data(),
+)
+@example(family="gaussian", names="exact", data=None)  # one-value axes
+def test_modifier_axes(good, family, names, data):
+    parameters = list(FAMILY_PARAMETERS.get(family.lower(), ("mu", "sigma")))
+    if names == "missing":
+        parameters = parameters[:-1]
+    elif names == "extra":
+        parameters.append("width_" if "width" in parameters else "width")
+    if data is None:
+        axes = {"mu": 1.5, "sigma": 0.5, "amp": 0.1}
+    else:
+        axes = {p: data.draw(st.one_of(PLAIN_AXIS, PLAIN_AXIS, AXIS), label=p) for p in parameters}
     directory = _case_dir(good)
     doc = tiny_config(good, directory / "x.h5")
     doc["modifier"] = {"family": family, "axes": axes}

@@ -143,6 +143,8 @@ class EngineInputs:
         The grid's true temperatures (keV), float64.
     background : BandBackground or None
         The background in the band channels.
+    arf_path : str
+        The ARF's file, for messages.
     """
 
     seed: int
@@ -161,6 +163,7 @@ class EngineInputs:
     energies: np.ndarray
     temperatures: np.ndarray
     background: BandBackground | None
+    arf_path: str = ""
 
     @classmethod
     def from_job(cls, job: Job) -> EngineInputs:
@@ -206,6 +209,7 @@ class EngineInputs:
             energies=0.5 * (job.arf.energ_lo + job.arf.energ_hi),
             temperatures=np.asarray(job.grid.temperatures, dtype=np.float64),
             background=background,
+            arf_path=str(job.arf.path),
         )
 
     @property

@@ -170,9 +170,9 @@ class BandSource:
         if peak > MAX_EXPECTED_COUNTS:
             raise ConfigError(
                 f"instrument.exposure ({inputs.exposure:g} s) x source.norm "
-                f"({inputs.norm:g}) x the ARF give {peak:g} expected counts in a band "
-                f"channel, above {MAX_EXPECTED_COUNTS:g}: check the exposure, the norm "
-                "and the ARF's units (cm^2)",
+                f"({inputs.norm:g}) x the ARF {inputs.arf_path} give {peak:g} expected "
+                f"counts in a band channel, above {MAX_EXPECTED_COUNTS:g}: check the "
+                "exposure, the norm and the ARF's units (cm^2)",
                 path=source_path,
             )
 
