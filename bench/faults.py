@@ -575,6 +575,15 @@ def case_truncated_rank_file(c: Case) -> Record:
         return c.verdict(False, "no rank file left by the killed run")
     truncate(rank_file)
     o = c.resume("--resume after truncating rank file 0")
+    if o.exit is None:  # a hang: what does the user get once the rank file is gone?
+        rank_file.unlink(missing_ok=True)
+        after = c.resume("rm rank file 0; --resume")
+        same = c.compare()
+        return c.verdict(
+            False,
+            f"--resume hung (killed after {TIMEOUT:.0f} s); after removing the rank file: "
+            f"exit {after.exit}, identical {same}",
+        )
     if o.exit == 0:
         return c.verdict(c.compare(), "the truncated rank file was merged as far as readable")
     if o.exit != 2:
