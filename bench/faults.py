@@ -7,8 +7,9 @@ unwritable-directory case runs the job as ``nobody``)::
     python bench/faults.py --ranks 2 --cases sigkill_one,sigstop_one
     python bench/faults.py --json faults.json --markdown faults.md
 
-Each case runs the native engine on a small grid (16000 points, ~8 s on
-2 ranks; interrupted half-way, after a few flushes) under ``mpirun -n N``
+Each case runs the native engine on a small grid (40000 points, ~7 s on
+2 ranks with today's engine; a fault comes once half the points are done
+and the loop has run 2.5 flush intervals, so rank files hold a few batches) under ``mpirun -n N``
 with every writer this h5py offers (``merge``; ``mpio`` with parallel
 h5py), every process under a timeout (a hang is a failure and the job is killed). For each case it
 records the exit code and the last lines the user sees, what is on disk
@@ -57,14 +58,14 @@ temperatures = {{ start = 1.0, stop = 10.0, num = 10, spacing = "log" }}
 [modifier]
 family = "gaussian"
 [modifier.axes]
-mu = {{ start = 0.5, stop = 8.0, num = 160 }}
+mu = {{ start = 0.5, stop = 8.0, num = 400 }}
 sigma = [0.3, 1.0]
 amp = {{ start = -0.2, stop = 0.2, num = 5 }}
 """
 #: Points of one θ (a work unit) in :data:`CONFIG`.
 PER_THETA = 10
 #: Longest a launched command may take, in seconds, before it counts as a hang.
-TIMEOUT = 180.0
+TIMEOUT = 90.0
 #: The writers' flush interval (``XRMOD_FLUSH_SECONDS``, default 2 s): the loss bound.
 FLUSH_SECONDS = float(os.environ.get("XRMOD_FLUSH_SECONDS") or 2.0)
 #: Points per second of one rank, measured by the reference run (set in :func:`main`).
@@ -176,13 +177,20 @@ class Job:
                     found[int(value)] = pid
         return found
 
-    def wait_for_progress(self, points: int, timeout: float = 60.0) -> bool:
-        """Wait until *points* are reported done; False if the run ended first."""
-        end = time.monotonic() + timeout
+    def wait_for_progress(self, points: int, loop_seconds: float = 0.0) -> bool:
+        """Wait until *points* are done and the loop has run *loop_seconds*; False if it ended.
+
+        The loop starts at the driver's "writing ..." line.
+        """
+        end = time.monotonic() + TIMEOUT
+        writing = None
         while time.monotonic() < end:
             if not self.running():
                 return False
-            if self.progress() >= points:
+            if writing is None and "xrmod.driver: writing" in self.stderr():
+                writing = time.monotonic()
+            looped = writing is not None and time.monotonic() - writing >= loop_seconds
+            if looped and self.progress() >= points:
                 return True
             time.sleep(0.02)
         return False
@@ -262,6 +270,8 @@ def flip_byte(path: Path, dataset: str | None = None, fraction: float = 0.5) -> 
             ds = f[dataset]
             if ds.chunks is None:
                 offset = ds.id.get_offset() + ds.id.get_storage_size() // 2
+            elif ds.id.get_num_chunks() == 0:
+                raise ValueError(f"{path}: {dataset} has no data written")
             else:
                 chunk = ds.id.get_chunk_info(0)  # its first rows are written (a rank file's)
                 offset = chunk.byte_offset + min(chunk.size // 2, 100)
@@ -397,7 +407,7 @@ def _points(path: Path) -> int:
 
 def _interrupt_mid_run(c: Case, job: Job, fraction: float = 0.5) -> int | None:
     """Wait until *fraction* of the points are done (a few flushes); None if it finished."""
-    if not job.wait_for_progress(int(c.total * fraction)):
+    if not job.wait_for_progress(int(c.total * fraction), 2.5 * FLUSH_SECONDS):
         return None
     return job.progress()
 
@@ -822,10 +832,13 @@ def main(argv: list[str] | None = None) -> int:
 
     mpi = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout
     version = re.search(r"(Version:\s*\S+|\(Open MPI\) \S+)", mpi)
+    launcher = re.sub(r"\s+", " ", version[0]) if version else "?"
+    if "HYDRA" in mpi:
+        launcher = f"MPICH Hydra, {launcher}"
     header = (
         f"Fault campaign, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}: "
         f"{platform.node()}, {os.cpu_count()} cores, "
-        f"mpirun {version[0] if version else '?'}, h5py {h5py.__version__} "
+        f"mpirun {launcher}, h5py {h5py.__version__} "
         f"(MPI: {h5py.get_config().mpi}), grid {_points(ref)} points, "
         f"{time.time() - started:.0f} s in all"
     )
