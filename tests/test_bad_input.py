@@ -129,6 +129,9 @@ def _data_end(path: Path) -> int:
     fraction=st.floats(0.0, 1.0, exclude_max=True),
     garbage=st.binary(min_size=1, max_size=16),
 )
+@example(which="arf", fraction=31.5 / 11520, garbage=b"\x1f\x88")  # was: AttributeError, exit 1
+@example(which="arf", fraction=3123.5 / 11520, garbage=b"\x0e\x99\x8f0")  # KeyError, open file
+@example(which="arf", fraction=4125.5 / 11520, garbage=b"-kH\x81z1")  # VerifyError
 def test_corrupted_bytes(good, which, fraction, garbage):
     directory = _case_dir(good)
     data = bytearray(good[which].read_bytes())

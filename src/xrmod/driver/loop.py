@@ -618,5 +618,7 @@ def _conclude(
             extra=SUMMARY,
         )
         return _EXIT_BY_SIGNAL[signum]
+    if failed:  # the fatal error is the message: no "done" line before it
+        return EXIT_RUN
     log.info("done: %s", path)
     return EXIT_OK

@@ -51,6 +51,8 @@ def _data_nbytes(header: fits.Header) -> int:
 def _check_truncation(hdul: fits.HDUList, size: int, path: str) -> None:
     """Raise when an HDU's data run past the end of the file (``size`` bytes)."""
     for i, hdu in enumerate(hdul):
+        if not hasattr(hdu, "fileinfo"):  # astropy's _CorruptedHDU: a header it cannot read
+            raise ResponseError(f"corrupt FITS file: HDU {i} has no readable header", path=path)
         end = hdul.fileinfo(i)["datLoc"] + _data_nbytes(hdu.header)
         if end > size:
             raise ResponseError(
@@ -91,17 +93,22 @@ def _open_fits(path: str, kind: str) -> Iterator[fits.HDUList]:
     """
     if not os.path.exists(path):
         raise ResponseError(f"{kind} file not found", path=path)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, contextlib.ExitStack() as files:
         warnings.simplefilter("always")
         try:
             content = _decompressed(path)
-            source: Any = path if content is None else io.BytesIO(content)
-            size = os.path.getsize(path) if content is None else len(content)
+            if content is None:  # our own handle: closed here whatever astropy raises
+                source: Any = files.enter_context(open(path, "rb"))
+                size = os.path.getsize(path)
+            else:
+                source, size = io.BytesIO(content), len(content)
             hdul = fits.open(source, memmap=False, lazy_load_hdus=False)
         except ResponseError:
             raise
-        except (OSError, EOFError, ValueError) as e:
-            raise ResponseError(f"not a readable FITS file ({e})", path=path) from e
+        except Exception as e:  # astropy's parser raises many types on a corrupt header
+            raise ResponseError(
+                f"not a readable FITS file ({type(e).__name__}: {e})", path=path
+            ) from e
         try:
             with hdul:
                 for w in caught:
@@ -115,8 +122,19 @@ def _open_fits(path: str, kind: str) -> Iterator[fits.HDUList]:
                 yield hdul
         except ResponseError:
             raise
-        except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError) as e:
-            raise ResponseError(f"corrupt or truncated FITS file ({e})", path=path) from e
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
+            AssertionError,  # astropy's Column asserts on a corrupt TTYPE
+            fits.VerifyError,  # a corrupt TFORM, found when the table is first read
+        ) as e:
+            raise ResponseError(
+                f"corrupt or truncated FITS file ({type(e).__name__}: {e})", path=path
+            ) from e
     reported = set()
     for w in caught:
         text = " ".join(str(w.message).split())
