@@ -326,6 +326,7 @@ def _make_version_1(path):
     """Turn a library into what xrmod wrote before the per-fit status (format 1)."""
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 1
+        f.attrs.pop("checksums", None)  # recorded since format 2
         del f["LIBRARY/status_modified"]
 
 

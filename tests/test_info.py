@@ -168,6 +168,7 @@ def test_a_version_1_library_has_one_status_for_both_fits(lib, tmp_path):
     old.write_bytes(lib.read_bytes())
     with h5py.File(old, "r+") as f:
         f.attrs["format_version"] = 1
+        f.attrs.pop("checksums", None)  # recorded since format 2
         expected = _counts(f["LIBRARY/status"][()])
         del f["LIBRARY/status_modified"]
     s = summary(old)
