@@ -102,6 +102,7 @@ def test_three_ranks_with_blocks_compute_every_unit_once(tmp_path):
 
 def test_blocks_cover_the_engines_groups_where_every_rank_gets_four():
     assert units_per_fetch(2, n_units=2000, group=10) == 10
-    assert units_per_fetch(250, n_units=10**6, group=4) == 4  # 3 rounded up to a group
+    ranks = 3 * RANKS_PER_COUNTER - 10  # 3 units a fetch, rounded up to a group of 4
+    assert units_per_fetch(ranks, n_units=10**6, group=4) == 4
     assert units_per_fetch(2, n_units=50, group=10) == 1  # 5 blocks: too few for 2 ranks
     assert units_per_fetch(2, group=1) == 1
