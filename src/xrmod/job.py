@@ -19,6 +19,7 @@ import scipy.sparse
 from xrmod import __version__
 from xrmod.config import Config, InstrumentConfig, load_config
 from xrmod.engines.base import simulate
+from xrmod.engines.source import MAX_EXPECTED_COUNTS
 from xrmod.errors import ConfigError, InputError, ResponseError
 from xrmod.grid import Grid
 from xrmod.modifiers import ModifierFamily, get_family
@@ -75,6 +76,17 @@ def _band_background(bkg: PHA, instrument: InstrumentConfig, band: np.ndarray) -
         raise ResponseError(
             f"{int(np.sum(counts < 0))} band channels have negative counts: "
             "a background spectrum must hold counts, not a subtracted rate",
+            path=str(bkg.path),
+            extension="SPECTRUM",
+        )
+    scaled = alpha * np.maximum(counts, 1.0)  # even one background count must stay sane
+    if np.any(scaled > MAX_EXPECTED_COUNTS):
+        i = int(np.argmax(scaled))
+        channel = int(bkg.channels[np.flatnonzero(band)[i]])
+        raise ResponseError(
+            f"the background scaled to the source (x {alpha[i]:g}: instrument.exposure x "
+            f"backscal / (EXPOSURE x BACKSCAL x AREASCAL)) gives {scaled[i]:g} counts in "
+            f"channel {channel}, above {MAX_EXPECTED_COUNTS:g}: check its EXPOSURE and scales",
             path=str(bkg.path),
             extension="SPECTRUM",
         )
