@@ -315,6 +315,21 @@ def test_a_truncated_rank_file_is_refused_with_what_to_do(tmp_path, reference):
     assert_same_library(reference, out)
 
 
+@pytest.mark.parametrize("keep", [0.6, 0.95])
+def test_a_rank_file_cut_short_is_refused_at_once(tmp_path, keep):
+    """Before: HDF5's SWMR reader retried the missing metadata for minutes (a hang)."""
+    cfg = _config(tmp_path)
+    out = _interrupted_with_rank_file(tmp_path, cfg)
+    rank1 = rank_file_path(out, 1)
+    size = rank1.stat().st_size
+    os.truncate(rank1, int(size * keep))
+    proc = gen(0, str(cfg), "--resume", timeout=60)
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert f"{rank1}: rank file is not readable (truncated: " in line and f"records {size}" in line
+    assert "remove it" in line
+
+
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
 def test_rank_files_damaged_anywhere_never_end_in_an_internal_error(tmp_path, where):
     cfg = _config(tmp_path)

@@ -277,6 +277,49 @@ class RankFileWriter:
 
 #: What h5py raises reading a damaged or truncated HDF5 file.
 _READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _stored_eof(path: Path) -> int | None:
+    """End-of-file address an HDF5 file's superblock (version 2 or 3) records, or None.
+
+    The superblock is at 0, 512, 1024, ... bytes; versions 2 and 3 (``libver
+    latest``, as rank files are written) hold, after the signature, version,
+    sizes of offsets and lengths and flags: the base address, the extension's
+    address and the end-of-file address.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        at = 0
+        while at + 48 <= size:
+            f.seek(at)
+            head = f.read(48)
+            if head[:8] == _SIGNATURE:
+                if head[8] not in (2, 3) or head[9] != 8:
+                    return None
+                base = int.from_bytes(head[12:20], "little")
+                return base + int.from_bytes(head[28:36], "little")
+            at = 512 if at == 0 else at * 2
+    return None
+
+
+def _check_not_truncated(path: Path) -> None:
+    """Refuse a rank file shorter than its superblock says (a cut copy, a full disk).
+
+    HDF5's SWMR reader does not check this and retries the missing metadata
+    for minutes; this check takes a few bytes.
+    """
+    try:
+        size = os.path.getsize(path)
+        stored = _stored_eof(path)
+    except OSError as e:
+        raise unreadable(path, e) from e
+    if stored is not None and size < stored:
+        raise InputError(
+            f"{path}: rank file is not readable (truncated: {size} bytes, its superblock "
+            f"records {stored}); remove it (its units are computed again) and run again "
+            "with --resume"
+        )
 
 
 def unreadable(path: str | os.PathLike, exc: BaseException) -> InputError:
@@ -307,6 +350,7 @@ class _RankFileReader:
 
         self.path = path
         self.file = None
+        _check_not_truncated(path)  # before HDF5: its SWMR reader retries for minutes
         try:
             # each chunk is read once: no chunk cache (memory independent of the file size)
             self.file = h5py.File(path, "r", libver="latest", swmr=True, rdcc_nbytes=0)
