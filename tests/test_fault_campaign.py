@@ -9,7 +9,6 @@ job has a timeout: a hang fails the test.
 import json
 import os
 import signal
-import subprocess
 import time
 
 import h5py
@@ -151,12 +150,6 @@ def _killed_merge_run(cfg, marks, after=15):
 
 
 @pytest.mark.skipif("merge" not in WRITERS, reason="no merge writer")
-@pytest.mark.xfail(
-    reason="known hang (2026-12-07): HDF5's SWMR reader retries the metadata of a rank file "
-    "cut at 60 % for minutes (merge._RankFileReader._check); remove this mark once fixed",
-    raises=subprocess.TimeoutExpired,
-    strict=False,
-)
 def test_a_rank_file_cut_short_is_refused_then_resume_completes_without_it(tmp_path, reference):
     # as a copy interrupted, or a node's local disk filling, leaves it: the first 60 %
     cfg, out, marks = _setup(tmp_path)
