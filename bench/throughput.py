@@ -155,10 +155,7 @@ def compare(ours: Path, theirs: Path) -> str:
         nan_same = bool(np.array_equal(np.isnan(x), np.isnan(y)))
     exact = {"counts", "results", "status", "status_modified"}
     verdict = "OK" if exact <= set(same) and rel <= 1e-8 and nan_same else "DIFFERENT"
-    return (
-        f"{verdict}: identical {', '.join(sorted(same))}; results_modified max rel "
-        f"{rel:.1e}"
-    )
+    return f"{verdict}: identical {', '.join(sorted(same))}; results_modified max rel {rel:.1e}"
 
 
 def _median(values: list[float]) -> str:
@@ -181,8 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     config.write_text(CONFIG.format(output=work / "library.h5"))
     python = sys.executable
     rows: dict[str, list[float]] = {
-        k: []
-        for k in ("run_ms", "wall_ms", "engine_ms", "base_ms", "base_wall_ms", "vs_engine")
+        k: [] for k in ("run_ms", "wall_ms", "engine_ms", "base_ms", "base_wall_ms", "vs_engine")
     }
     rows |= {"vs_base": [], "vs_base_wall": []}
     for rep in range(args.repeat):

@@ -304,7 +304,10 @@ def test_native_matches_reference_with_background(responses, background_file, no
         a, b = native.run_unit(unit), ref.run_unit(unit)
         np.testing.assert_array_equal(a.status, Status.OK)
         np.testing.assert_array_equal(b.status, Status.OK)
-        np.testing.assert_array_equal(a.extras["counts"], b.extras["counts"])  # same draws
+        if noise == "poisson":
+            np.testing.assert_array_equal(a.extras["counts"], b.extras["counts"])  # same draws
+        else:  # the native means along a linear axis are sums of two folds: rounding apart
+            np.testing.assert_allclose(a.extras["counts"], b.extras["counts"], rtol=1e-12)
         for name in ("results", "results_modified"):
             x, y = getattr(a, name), getattr(b, name)
             sigma = 0.5 * (y[:, 2] - y[:, 0])
