@@ -19,6 +19,7 @@ import pytest
 
 from xrmod import xspec_library
 from xrmod.errors import EngineError
+from xrmod.integrity import seal_library
 from xrmod.xspec_library import CHOICE_ENV, REQUIRED_SYMBOLS, find_library
 
 BUNDLED = xspec_library._bundled()
@@ -275,6 +276,7 @@ def test_library_records_the_model_library_and_resume_checks_it(tmp_path):
     with h5py.File(out, "r+") as f:
         f.attrs["xspec_models_version"] = "12.9.1"
         f["LIBRARY/status"][0] = 0  # something left to do
+    seal_library(out)  # as a run with another XSPEC would have left it
     again = subprocess.run(
         [exe, str(cfg), "--no-progress", "--resume"], capture_output=True, text=True
     )
