@@ -10,16 +10,16 @@ grid under a timeout, and must end in one of two ways:
   final status (never "not computed", never "unexpected error"), failed fits
   holding NaN.
 
-``XRMOD_CAMPAIGN_EXAMPLES=N`` runs N examples per property (the long
-campaign; the default is a few dozen so the module takes about two minutes);
-``XRMOD_CAMPAIGN_REPORT=counts.json`` writes the outcome counts.
+``XRMOD_CAMPAIGN_EXAMPLES=N`` runs N random examples per property (the long
+campaign, docs/reliability.md "Bad-input campaign"); by default 25-100
+derandomized examples (the same every run), about a minute on 2 cores.
+``XRMOD_CAMPAIGN_REPORT=counts.json`` writes the outcome counts per category.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -603,10 +603,3 @@ def test_output_where_no_file_can_be_made(good, tmp_path, case):
     assert outcome.code == 2, f"-o {output!r}: exit {outcome.code}: {outcome.stderr}"
     check_input_error(outcome)
     _record("output path where no file can be made", "exit 2")
-
-
-def test_report_counts_are_kept():
-    """The module's counts exist once the properties ran (the campaign's report reads them)."""
-    if "test_band" not in " ".join(sys.argv) and not COUNTS:
-        pytest.skip("run with the properties")
-    assert all(n > 0 for n in COUNTS.values())
