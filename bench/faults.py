@@ -501,6 +501,9 @@ def case_disk_full(c: Case) -> Record:
         job = c.start()
         c.faulted(job, job.wait(), job.progress())
         c.record.note = f"tmpfs of {size_kb} kB"
+        kept = c.dir / "as-left"  # the evidence, before --resume changes it
+        shutil.copytree(mount, kept, dirs_exist_ok=True)
+        c.record.info_after["rank_files"] = _rank_file_rows(kept)
         subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
         if not c.out.exists():
             o = run(c.gen_args(), c.dir, "after-space")
@@ -516,6 +519,23 @@ def case_disk_full(c: Case) -> Record:
         with contextlib.suppress(Exception):
             c.record.disk_after = c.record.disk_after or disk(c.dir, c.out)
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def _rank_file_rows(directory: Path) -> dict[str, Any]:
+    """Rows of each rank file in *directory*: written (start >= 0), or why unreadable."""
+    found: dict[str, Any] = {}
+    for p in sorted(directory.glob("*.rank*.h5")):
+        head = p.read_bytes()[:36]
+        recorded = int.from_bytes(head[28:36], "little") if len(head) == 36 else 0
+        if p.stat().st_size < recorded:  # HDF5's SWMR reader would retry for minutes
+            found[p.name] = f"cut short: {p.stat().st_size} of {recorded} bytes"
+            continue
+        try:
+            with h5py.File(p, "r", swmr=True, libver="latest") as f:
+                found[p.name] = int((f["start"][()] >= 0).sum())
+        except Exception as e:  # what HDF5 says about it
+            found[p.name] = f"unreadable: {e}"
+    return found
 
 
 def _obeying_permissions() -> list[str] | None:
