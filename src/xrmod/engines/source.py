@@ -163,7 +163,10 @@ class BandSource:
         and at most :data:`MAX_EXPECTED_COUNTS` in every band channel (Poisson
         draws and float64 sums break far above it).
         """
-        flux = self.spectra(inputs.temperatures) * inputs.arf[inputs.rows]
+        try:
+            flux = self.spectra(inputs.temperatures) * inputs.arf[inputs.rows]
+        except ConfigError:  # no counts at some temperature: the checks after this name it
+            return
         with np.errstate(over="ignore", invalid="ignore"):
             counts = inputs.exposure * inputs.norm * (inputs.fold_matrix @ flux.T)
         peak = float(np.max(counts)) if np.all(np.isfinite(counts)) else math.inf
