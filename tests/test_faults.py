@@ -46,23 +46,29 @@ def reference(tmp_path_factory):
     return tmp / "ref.h5"
 
 
-def _killed(tmp_path, cfg, die=12):
+def _killed(tmp_path, cfg, die=3):
     """A library whose run was SIGKILLed at θ *die* (its lock left behind)."""
     proc = gen(0, str(cfg), timeout=120, XRMOD_FAKE_DIE=str(die), XRMOD_FLUSH_SECONDS="0")
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     return tmp_path / "lib.h5"
 
 
-def _running(tmp_path, cfg, *args, ranks=0):
-    """A slow run started in the background, once it has taken its lock and done a unit."""
+def _running(tmp_path, cfg, *args, ranks=0, sleep="0.2"):
+    """A slow run started in the background (30 units: 6 s), once it has done a unit."""
     marks = tmp_path / "marks"
     marks.mkdir(exist_ok=True)
-    proc = start(ranks, str(cfg), *args, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
-    wait_for(lambda: len(list(marks.glob("unit.*"))) >= 1, what="the first run's first unit")
+    proc = start(ranks, str(cfg), *args, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP=sleep)
+    try:
+        wait_for(lambda: len(list(marks.glob("unit.*"))) >= 1, what="the first run's first unit")
+    except BaseException:
+        _finish(proc, kill=True)  # never leave the job running
+        raise
     return proc
 
 
-def _finish(proc):
+def _finish(proc, kill=False):
+    if kill and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     try:
         _, stderr = proc.communicate(timeout=120)
     finally:
