@@ -12,6 +12,9 @@ Layout (format ``xrmod-library`` version 2; DESIGN §4)::
                                 (0 not computed, 1 ok, <0 failure: xrmod.status.Status)
     /LIBRARY/status_modified    same shape and chunks, int8: its T1' fit
     /LIBRARY/norm, norm_modified, cstat, cstat_modified, counts   extras, same dims as status
+    checksums                   when a run ended: a CRC-32 per block of rows of every
+                                dataset above (attrs crc32, crc32_rows; root attr
+                                checksums), verified by info and --resume: xrmod.integrity
 
 A failure of the point itself (the modified ARF negative −1 or non-finite
 −2, no counts −5, an unexpected error −10, not yet computed 0) is in both
