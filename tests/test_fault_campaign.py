@@ -63,7 +63,12 @@ def _units_done(marks):
 
 def _pid_of_rank(marks, ranks):
     """PID of each rank, by rank (the fake engine writes pid.<pid> holding its rank)."""
-    wait_for(lambda: len(list(marks.glob("pid.*"))) == ranks, what="ranks to start")
+
+    def written():  # a file may exist before its rank is written into it
+        files = list(marks.glob("pid.*"))
+        return len(files) == ranks and all(p.read_text().strip() for p in files)
+
+    wait_for(written, what="ranks to start")
     return {int(p.read_text()): int(p.suffix[1:]) for p in marks.glob("pid.*")}
 
 
