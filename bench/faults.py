@@ -7,7 +7,7 @@ unwritable-directory case runs the job as ``nobody``)::
     python bench/faults.py --ranks 2 --cases sigkill_one,sigstop_one
     python bench/faults.py --json faults.json --markdown faults.md
 
-Each case runs the native engine on a small grid (40000 points, ~7 s on
+Each case runs the native engine on a small grid (100000 points, ~9 s on
 2 ranks with today's engine; a fault comes once half the points are done
 and the loop has run 2.5 flush intervals, so rank files hold a few batches) under ``mpirun -n N``
 with every writer this h5py offers (``merge``; ``mpio`` with parallel
@@ -58,7 +58,7 @@ temperatures = {{ start = 1.0, stop = 10.0, num = 10, spacing = "log" }}
 [modifier]
 family = "gaussian"
 [modifier.axes]
-mu = {{ start = 0.5, stop = 8.0, num = 400 }}
+mu = {{ start = 0.5, stop = 8.0, num = 1000 }}
 sigma = [0.3, 1.0]
 amp = {{ start = -0.2, stop = 0.2, num = 5 }}
 """
