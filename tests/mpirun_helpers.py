@@ -107,6 +107,42 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
         time.sleep(0.02)
 
 
+def fake_run(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(config, output, marks directory) of a fake-engine run in *tmp_path*."""
+    cfg = tmp_path / "cfg.toml"
+    out = tmp_path / "lib.h5"
+    cfg.write_text(FAKE_CONFIG.format(out=out))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    return cfg, out, marks
+
+
+def fake_reference(tmp_path_factory, timeout: float | None = None) -> Path:
+    """The uninterrupted fake-engine library, computed serially (for a module fixture)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    cfg = tmp / "cfg.toml"
+    cfg.write_text(FAKE_CONFIG.format(out=tmp / "ref.h5"))
+    proc = gen(0, str(cfg), timeout=timeout) if timeout else gen(0, str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "ref.h5"
+
+
+def units_done(marks: Path) -> int:
+    """Units the fake engine has finished (it marks each one)."""
+    return len(list(marks.glob("unit.*")))
+
+
+def rank_pids(marks: Path, ranks: int) -> dict[int, int]:
+    """PID of each rank, by rank, once every rank has written its pid.<pid> file."""
+
+    def written() -> bool:  # a file may exist before its rank is written into it
+        files = list(marks.glob("pid.*"))
+        return len(files) == ranks and all(p.read_text().strip() for p in files)
+
+    wait_for(written, what="ranks to start")
+    return {int(p.read_text()): int(p.suffix[1:]) for p in marks.glob("pid.*")}
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below *pid* (from /proc), children first."""
     children: dict[int, list[int]] = {}

@@ -15,12 +15,15 @@ import h5py
 import pytest
 from fake_engine import assert_same_library
 from mpirun_helpers import (
-    FAKE_CONFIG,
     WRITERS,
     error_lines,
+    fake_reference,
+    fake_run,
     gen,
     needs_mpirun,
+    rank_pids,
     start,
+    units_done,
     wait_for,
 )
 from test_integrity import flip_byte
@@ -40,36 +43,7 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted library, computed serially."""
-    tmp = tmp_path_factory.mktemp("reference")
-    cfg = tmp / "cfg.toml"
-    cfg.write_text(FAKE_CONFIG.format(out=tmp / "ref.h5"))
-    proc = gen(0, str(cfg), timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    return tmp / "ref.h5"
-
-
-def _setup(tmp_path):
-    cfg = tmp_path / "cfg.toml"
-    out = tmp_path / "lib.h5"
-    cfg.write_text(FAKE_CONFIG.format(out=out))
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    return cfg, out, marks
-
-
-def _units_done(marks):
-    return len(list(marks.glob("unit.*")))
-
-
-def _pid_of_rank(marks, ranks):
-    """PID of each rank, by rank (the fake engine writes pid.<pid> holding its rank)."""
-
-    def written():  # a file may exist before its rank is written into it
-        files = list(marks.glob("pid.*"))
-        return len(files) == ranks and all(p.read_text().strip() for p in files)
-
-    wait_for(written, what="ranks to start")
-    return {int(p.read_text()): int(p.suffix[1:]) for p in marks.glob("pid.*")}
+    return fake_reference(tmp_path_factory, timeout=TIMEOUT)
 
 
 def _grid(cfg):
@@ -90,10 +64,10 @@ def _finish(proc):
 
 def test_sigkill_of_rank_0_the_counters_host_ends_the_job_and_resume_completes(tmp_path, reference):
     # rank 0 holds the shared counter and merges: the others must not wait for it forever
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(3, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
-    pids = _pid_of_rank(marks, 3)
-    wait_for(lambda: _units_done(marks) >= 6, what="some units to finish")
+    pids = rank_pids(marks, 3)
+    wait_for(lambda: units_done(marks) >= 6, what="some units to finish")
     os.kill(pids[0], signal.SIGKILL)
     _finish(proc)
     assert proc.returncode != 0
@@ -108,7 +82,7 @@ def test_sigkill_of_rank_0_the_counters_host_ends_the_job_and_resume_completes(t
 def test_a_rank_stopped_longer_than_a_flush_interval_delays_nothing_else(
     tmp_path, reference, writer
 ):
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(
         2,
         str(cfg),
@@ -118,13 +92,13 @@ def test_a_rank_stopped_longer_than_a_flush_interval_delays_nothing_else(
         XRMOD_FAKE_SLEEP="0.1",
         XRMOD_FLUSH_SECONDS="0.3",
     )
-    pids = _pid_of_rank(marks, 2)
-    wait_for(lambda: _units_done(marks) >= 4, what="some units to finish")
+    pids = rank_pids(marks, 2)
+    wait_for(lambda: units_done(marks) >= 4, what="some units to finish")
     os.kill(pids[1], signal.SIGSTOP)
     try:
-        before = _units_done(marks)
+        before = units_done(marks)
         time.sleep(1.5)  # five flush intervals
-        during = _units_done(marks)
+        during = units_done(marks)
     finally:
         os.kill(pids[1], signal.SIGCONT)
     stderr = _finish(proc)
@@ -144,8 +118,8 @@ def _killed_merge_run(cfg, marks, after=15):
         XRMOD_FAKE_SLEEP="0.05",
         XRMOD_FLUSH_SECONDS="0",
     )
-    pids = _pid_of_rank(marks, 2)
-    wait_for(lambda: _units_done(marks) >= after, what="some units to finish")
+    pids = rank_pids(marks, 2)
+    wait_for(lambda: units_done(marks) >= after, what="some units to finish")
     for pid in [*pids.values(), proc.pid]:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -157,7 +131,7 @@ def _killed_merge_run(cfg, marks, after=15):
 @pytest.mark.skipif("merge" not in WRITERS, reason="no merge writer")
 def test_a_rank_file_cut_short_is_refused_then_resume_completes_without_it(tmp_path, reference):
     # as a copy interrupted, or a node's local disk filling, leaves it: the first 60 %
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     _killed_merge_run(cfg, marks)
     rank0 = rank_file_path(out, 0)
     assert rank0.exists()
@@ -181,7 +155,7 @@ def test_a_rank_file_cut_short_is_refused_then_resume_completes_without_it(tmp_p
 def test_a_corrupted_library_is_refused_by_resume_on_every_rank(
     tmp_path, reference, writer, capsys
 ):
-    cfg, out, _ = _setup(tmp_path)
+    cfg, out, _ = fake_run(tmp_path)
     proc = gen(2, str(cfg), "--writer", writer, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     with h5py.File(reference) as a, h5py.File(out) as b:  # checksums of the values alone

@@ -7,12 +7,15 @@ import signal
 import pytest
 from fake_engine import assert_same_library
 from mpirun_helpers import (
-    FAKE_CONFIG,
     WRITERS,
     descendants,
+    fake_reference,
+    fake_run,
     gen,
     needs_mpirun,
+    rank_pids,
     start,
+    units_done,
     wait_for,
 )
 
@@ -25,36 +28,13 @@ N_UNITS = 30
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted library, computed serially."""
-    tmp = tmp_path_factory.mktemp("reference")
-    cfg = tmp / "cfg.toml"
-    cfg.write_text(FAKE_CONFIG.format(out=tmp / "ref.h5"))
-    proc = gen(0, str(cfg))
-    assert proc.returncode == 0, proc.stderr
-    return tmp / "ref.h5"
-
-
-def _setup(tmp_path):
-    cfg = tmp_path / "cfg.toml"
-    out = tmp_path / "lib.h5"
-    cfg.write_text(FAKE_CONFIG.format(out=out))
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    return cfg, out, marks
-
-
-def _units_done(marks):
-    return len(list(marks.glob("unit.*")))
-
-
-def _rank_pids(marks, ranks):
-    wait_for(lambda: len(list(marks.glob("pid.*"))) == ranks, what="ranks to start")
-    return [int(p.suffix[1:]) for p in marks.glob("pid.*")]
+    return fake_reference(tmp_path_factory)
 
 
 def _interrupt(proc, marks, ranks, how, after=6):
     """Wait until *after* units are done, then interrupt the job."""
-    pids = _rank_pids(marks, ranks) if ranks else [proc.pid]
-    wait_for(lambda: _units_done(marks) >= after, what="some units to finish")
+    pids = list(rank_pids(marks, ranks).values()) if ranks else [proc.pid]
+    wait_for(lambda: units_done(marks) >= after, what="some units to finish")
     if how == "sigkill":  # the whole job at once, launcher included
         for pid in [*descendants(proc.pid), proc.pid]:
             try:
@@ -87,7 +67,7 @@ def _grid(cfg):
 @needs_mpirun
 @pytest.mark.parametrize("writer", WRITERS)
 def test_sigterm_flushes_and_resume_completes(tmp_path, reference, writer):
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(
         2, str(cfg), "--writer", writer, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1"
     )
@@ -97,7 +77,7 @@ def test_sigterm_flushes_and_resume_completes(tmp_path, reference, writer):
     assert "mpirun -n 2 xrmod-gen" in stderr
     # every unit a rank finished is in the library (merged from the rank files)
     done = N_UNITS - pending_units(out, _grid(cfg)).size
-    assert done == _units_done(marks)
+    assert done == units_done(marks)
     assert not find_rank_files(out)
     _resume_and_compare(cfg, out, 2, writer, reference)
 
@@ -105,7 +85,7 @@ def test_sigterm_flushes_and_resume_completes(tmp_path, reference, writer):
 @needs_mpirun
 @pytest.mark.parametrize("writer", WRITERS)
 def test_sigkill_of_the_whole_job_then_resume(tmp_path, reference, writer):
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(
         2, str(cfg), "--writer", writer, XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1"
     )
@@ -127,7 +107,7 @@ def test_sigkill_loses_at_most_the_units_of_the_flush_interval(
     # plus the one in flight; with 0 s only the unit in flight is lost.
     if "merge" not in WRITERS:
         pytest.skip("the merge writer is not available")
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(
         2,
         str(cfg),
@@ -138,7 +118,7 @@ def test_sigkill_loses_at_most_the_units_of_the_flush_interval(
         XRMOD_FLUSH_SECONDS=flush_seconds,
     )
     _interrupt(proc, marks, 2, "sigkill", after=20)
-    done = _units_done(marks)
+    done = units_done(marks)
     assert done < N_UNITS, "the job finished before the kill"
     stderr = _resume_and_compare(cfg, out, 2, "merge", reference)
     merged = int(re.search(r"merged (\d+) unit\(s\) from 2 rank file\(s\)", stderr)[1])
@@ -146,7 +126,7 @@ def test_sigkill_loses_at_most_the_units_of_the_flush_interval(
 
 
 def test_serial_sigint_then_resume(tmp_path, reference):
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(0, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
     stderr = _interrupt(proc, marks, 0, signal.SIGINT)
     assert proc.returncode == 130, stderr
@@ -155,7 +135,7 @@ def test_serial_sigint_then_resume(tmp_path, reference):
 
 
 def test_serial_sigkill_then_resume(tmp_path, reference):
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(0, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
     _interrupt(proc, marks, 0, "sigkill")
     assert proc.returncode == -signal.SIGKILL
@@ -165,10 +145,10 @@ def test_serial_sigkill_then_resume(tmp_path, reference):
 @needs_mpirun
 def test_sigterm_to_the_launcher_then_resume_on_three_ranks(tmp_path, reference):
     # what the launcher does with the signal is its business: the library stays resumable
-    cfg, out, marks = _setup(tmp_path)
+    cfg, out, marks = fake_run(tmp_path)
     proc = start(2, str(cfg), XRMOD_FAKE_MARKS=str(marks), XRMOD_FAKE_SLEEP="0.1")
-    _rank_pids(marks, 2)
-    wait_for(lambda: _units_done(marks) >= 6, what="some units to finish")
+    rank_pids(marks, 2)
+    wait_for(lambda: units_done(marks) >= 6, what="some units to finish")
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode != 0
