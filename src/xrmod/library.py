@@ -205,6 +205,16 @@ def create_library(
     if not overwrite and os.path.exists(path):
         raise OutputError(f"{path} exists; use --resume to continue it, or --overwrite")
     temporary = creating_path(path)
+    # a disk too small is refused before HDF5 writes: a parallel HDF5 build whose
+    # file failed to close can crash at exit (after MPI_Finalize) over the open file
+    short = _space_short(path, grid) if root else None
+    if comm is not None:
+        short = comm.bcast(short, root=0)
+    if short is not None:
+        raise OutputError(
+            f"{os_error_message(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)}"
+            f" ({short}); nothing was computed"
+        )
     try:
         _create_skeleton(temporary, grid, family=family, units=units, attrs=attrs, comm=comm)
         if root:  # the close was collective: every rank has finished with the file
@@ -229,6 +239,18 @@ def create_library(
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def _space_short(path: str | os.PathLike, grid: Any) -> str | None:
+    """Why a library of *grid* cannot fit at *path* (its size and the free space), or None."""
+    need = library_bytes(grid)
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return None  # the creation itself will say what is wrong
+    if free >= need:
+        return None
+    return f"the library needs about {_mb(need)}, {_mb(free)} are free there"
 
 
 def library_bytes(grid: Any) -> int:
