@@ -44,6 +44,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+# the process-tree walk of the tests' mpirun helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from mpirun_helpers import descendants
+
 log = logging.getLogger("faults")
 
 CONFIG = """\
@@ -163,7 +167,7 @@ class Job:
     def ranks(self) -> dict[int, int]:
         """PID of each rank (``xrmod-gen`` processes below the launcher), by rank."""
         found: dict[int, int] = {}
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants(self.proc.pid):
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -194,22 +198,6 @@ class Job:
                 return True
             time.sleep(0.02)
         return False
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def run(args: list[str], workdir: Path, name: str, prefix: list[str] = ()) -> Outcome:
@@ -457,7 +445,7 @@ def case_sigkill_all(c: Case) -> Record:
     done = _interrupt_mid_run(c, job)
     if done is None:
         return c.skip("the run finished before the kill")
-    for pid in [*job.ranks().values(), *_descendants(job.proc.pid), job.proc.pid]:
+    for pid in [*job.ranks().values(), *descendants(job.proc.pid), job.proc.pid]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     c.faulted(job, job.wait(), done)
@@ -587,7 +575,7 @@ def _killed_merge_run(c: Case) -> int | None:
     done = _interrupt_mid_run(c, job)
     if done is None:
         return None
-    for pid in [*_descendants(job.proc.pid), job.proc.pid]:
+    for pid in [*descendants(job.proc.pid), job.proc.pid]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     c.faulted(job, job.wait(), done)

@@ -207,7 +207,10 @@ def create_library(
     temporary = creating_path(path)
     # a disk too small is refused before HDF5 writes: a parallel HDF5 build whose
     # file failed to close can crash at exit (after MPI_Finalize) over the open file
-    short = _space_short(path, grid) if root else None
+    short = None
+    if root:
+        space, fits = _space(path, grid)
+        short = None if fits else space
     if comm is not None:
         short = comm.bcast(short, root=0)
     if short is not None:
@@ -227,11 +230,7 @@ def create_library(
         if message is None:
             raise
         if e.errno == errno.ENOSPC:
-            message += f" (the library needs about {_mb(library_bytes(grid))}"
-            with contextlib.suppress(OSError):
-                free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-                message += f", {_mb(free)} are free there"
-            message += ")"
+            message += f" ({_space(path, grid)[0]})"
         raise OutputError(
             f"{message}; nothing was computed, and the partial file was removed"
         ) from e
@@ -241,16 +240,19 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _space_short(path: str | os.PathLike, grid: Any) -> str | None:
-    """Why a library of *grid* cannot fit at *path* (its size and the free space), or None."""
+def _space(path: str | os.PathLike, grid: Any) -> tuple[str, bool]:
+    """What a library of *grid* needs at *path* and what is free there; whether it fits.
+
+    Where the free space cannot be read it is taken to fit: the creation itself
+    then says what is wrong.
+    """
     need = library_bytes(grid)
+    text = f"the library needs about {_mb(need)}"
     try:
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     except OSError:
-        return None  # the creation itself will say what is wrong
-    if free >= need:
-        return None
-    return f"the library needs about {_mb(need)}, {_mb(free)} are free there"
+        return text, True
+    return f"{text}, {_mb(free)} are free there", free >= need
 
 
 def library_bytes(grid: Any) -> int:
